@@ -1,0 +1,102 @@
+# mtlsd -- mutual-TLS sidecar proxy.
+#
+#   make            build/mtlsd (optimised, hardened)
+#   make test       unit + integration tests under ASan/UBSan
+#   make demo       example PKI, echo service, inbound + outbound mtlsd
+#   make deps       install missing Debian packages (run by test and demo)
+
+PROG=		mtlsd
+SRCS=		addr.c conf.c policy.c log.c tls.c session.c proxy.c main.c
+PKGS=		openssl libevent_core libevent_extra libevent_openssl \
+		libevent_pthreads libconfig
+UNIT_TESTS=	test_addr test_conf test_policy
+
+# Debian packages: to build, to test, to run the demo.
+DEB_BUILD=	gcc make pkg-config libssl-dev libevent-dev libconfig-dev \
+		libcmocka-dev
+DEB_TEST=	openssl curl python3 procps iproute2
+DEB_ALL=	$(DEB_BUILD) $(DEB_TEST)
+
+CC?=		cc
+PKG_CFLAGS=	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS=	$(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN=		-Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
+		-Wmissing-prototypes -Wpointer-arith -Wcast-qual \
+		-Wno-missing-field-initializers
+BASE_CFLAGS=	-std=c11 -D_GNU_SOURCE -Iinclude -MMD -MP $(WARN) \
+		$(PKG_CFLAGS)
+REL_CFLAGS=	$(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2 \
+		-fstack-protector-strong -fPIE
+REL_LDFLAGS=	-pie -Wl,-z,relro,-z,now
+SAN=		-fsanitize=address,undefined -fno-sanitize-recover=all \
+		-fno-omit-frame-pointer
+TEST_CFLAGS=	$(BASE_CFLAGS) -O1 -g $(SAN) -DMTLSD_TEST
+TEST_LDFLAGS=	$(SAN)
+
+REL_OBJS=	$(SRCS:%.c=build/rel/%.o)
+TEST_OBJS=	$(SRCS:%.c=build/test/%.o)
+LIB_TEST_OBJS=	$(filter-out build/test/main.o,$(TEST_OBJS))
+
+V?=		0
+ifeq ($(V),0)
+Q=		@
+endif
+
+.PHONY: all deps test unit integration demo certs clean
+
+all: build/$(PROG)
+
+build/$(PROG): $(REL_OBJS)
+	$(Q)$(CC) $(REL_LDFLAGS) -o $@ $(REL_OBJS) $(PKG_LIBS)
+
+build/rel/%.o: src/%.c | build/rel
+	$(Q)$(CC) $(REL_CFLAGS) -c -o $@ $<
+
+build/test/%.o: src/%.c | build/test
+	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
+build/test/$(PROG): $(TEST_OBJS)
+	$(Q)$(CC) $(TEST_LDFLAGS) -o $@ $(TEST_OBJS) $(PKG_LIBS)
+
+build/test/test_%: tests/unit/test_%.c $(LIB_TEST_OBJS)
+	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(LIB_TEST_OBJS) $(TEST_LDFLAGS) \
+	    $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+build/rel build/test:
+	$(Q)mkdir -p $@
+
+deps:
+	@missing=""; for p in $(DEB_ALL); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	        grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "deps: installing$$missing"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+unit: $(UNIT_TESTS:%=build/test/%)
+	@fail=0; for t in $(UNIT_TESTS); do \
+	    ASAN_OPTIONS=detect_leaks=1 ./build/test/$$t || fail=1; \
+	done; exit $$fail
+
+integration: build/test/$(PROG) certs
+	/usr/bin/python3 tests/integration/run.py --mtlsd build/test/$(PROG)
+
+test: deps
+	$(MAKE) unit
+	$(MAKE) integration
+
+certs:
+	@./certs-example/make-certs.sh certs-example/out >/dev/null
+
+demo: deps
+	$(MAKE) all certs
+	./tests/demo.sh build/$(PROG)
+
+clean:
+	rm -rf build certs-example/out
+
+-include $(REL_OBJS:.o=.d) $(TEST_OBJS:.o=.d)

@@ -1,0 +1,226 @@
+/*
+ * mtlsd: command line, start-up order, exit status.
+ *
+ * Start-up: configuration, then every TLS context (reads the keys), then
+ * the listeners, then the event loops.  Nothing is bound before the whole
+ * configuration has proven good.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+
+#include "mtlsd/conf.h"
+#include "mtlsd/log.h"
+#include "mtlsd/proxy.h"
+#include "mtlsd/tls.h"
+
+#define MTLSD_VERSION	"0.1.0"
+
+/* The contract's exit codes. */
+#define EXIT_OK		0
+#define EXIT_RUNTIME	1
+#define EXIT_CONFIG	2
+
+enum {
+	OPT_EXPLAIN = 256,
+	OPT_ROUTE
+};
+
+static const struct option long_opts[] = {
+	{ "config",	required_argument,	NULL, 'c' },
+	{ "check",	no_argument,		NULL, 't' },
+	{ "foreground",	no_argument,		NULL, 'f' },
+	{ "explain",	required_argument,	NULL, OPT_EXPLAIN },
+	{ "route",	required_argument,	NULL, OPT_ROUTE },
+	{ "version",	no_argument,		NULL, 'V' },
+	{ "help",	no_argument,		NULL, 'h' },
+	{ NULL,		0,			NULL, 0 }
+};
+
+static void	usage(FILE *);
+static int	build_tls(const struct conf *, struct tls_route ***);
+static void	free_tls(const struct conf *, struct tls_route **);
+static int	explain(const struct conf *, struct tls_route **,
+		    const char *, const char *);
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mtlsd [-c FILE] [-f]           run (default FILE: %s)\n"
+	    "       mtlsd -t -c FILE               check the configuration "
+	    "and print the routes\n"
+	    "       mtlsd -c FILE --explain PEER.pem --route NAME\n"
+	    "                                      judge a peer's chain as "
+	    "the route would\n"
+	    "       mtlsd -V | --version\n"
+	    "       mtlsd -h | --help\n"
+	    "long forms: --config, --check, --foreground\n"
+	    "exit: 0 ok (explain: accepted), 1 runtime failure (explain: "
+	    "rejected), 2 bad usage or configuration\n", CONF_DEFAULT_PATH);
+}
+
+static int
+build_tls(const struct conf *conf, struct tls_route ***out)
+{
+	struct tls_route	**tls;
+	size_t			  i;
+	int			  rc = 0;
+
+	*out = NULL;
+	if ((tls = calloc(conf->c_nroutes, sizeof(*tls))) == NULL)
+		return -1;
+	/* Every route is tried so that every broken one is reported. */
+	for (i = 0; i < conf->c_nroutes; i++)
+		if ((tls[i] = tls_route_new(conf, &conf->c_routes[i],
+		    stderr)) == NULL)
+			rc = -1;
+	if (rc == -1) {
+		free_tls(conf, tls);
+		return -1;
+	}
+	*out = tls;
+	return 0;
+}
+
+static void
+free_tls(const struct conf *conf, struct tls_route **tls)
+{
+	size_t	i;
+
+	if (tls == NULL)
+		return;
+	for (i = 0; i < conf->c_nroutes; i++)
+		tls_route_free(tls[i]);
+	free(tls);
+}
+
+static int
+explain(const struct conf *conf, struct tls_route **tls, const char *pem,
+    const char *route)
+{
+	size_t	i;
+	int	rc;
+
+	if (route == NULL) {
+		if (conf->c_nroutes != 1) {
+			fprintf(stderr, "mtlsd: --explain needs --route NAME "
+			    "(the configuration has %zu routes)\n",
+			    conf->c_nroutes);
+			return EXIT_CONFIG;
+		}
+		route = conf->c_routes[0].r_name;
+	}
+	for (i = 0; i < conf->c_nroutes; i++)
+		if (strcmp(conf->c_routes[i].r_name, route) == 0)
+			break;
+	if (i == conf->c_nroutes) {
+		fprintf(stderr, "mtlsd: no route named \"%s\" in %s\n", route,
+		    conf->c_path);
+		return EXIT_CONFIG;
+	}
+	rc = tls_explain(tls[i], pem, stdout);
+	if (rc == -1)
+		return EXIT_CONFIG;
+	return rc == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct conf		 *conf = NULL;
+	struct tls_route	**tls = NULL;
+	struct proxy		 *p = NULL;
+	const char		 *path = CONF_DEFAULT_PATH;
+	const char		 *pem = NULL, *route = NULL;
+	int			  ch, check = 0, rc = EXIT_RUNTIME;
+
+	while ((ch = getopt_long(argc, argv, "c:tfVh", long_opts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'f':
+			/* mtlsd never daemonises: accepted for habit. */
+			break;
+		case OPT_EXPLAIN:
+			pem = optarg;
+			break;
+		case OPT_ROUTE:
+			route = optarg;
+			break;
+		case 'V':
+			printf("mtlsd %s\n%s\nlibevent %s\n", MTLSD_VERSION,
+			    OpenSSL_version(OPENSSL_VERSION),
+			    event_get_version());
+			return EXIT_OK;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_CONFIG;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "mtlsd: unexpected argument \"%s\"\n",
+		    argv[optind]);
+		usage(stderr);
+		return EXIT_CONFIG;
+	}
+	if (route != NULL && pem == NULL) {
+		fprintf(stderr, "mtlsd: --route goes with --explain\n");
+		return EXIT_CONFIG;
+	}
+	if (check && pem != NULL) {
+		fprintf(stderr, "mtlsd: -t and --explain do not go together\n");
+		return EXIT_CONFIG;
+	}
+
+	if (conf_load(path, stderr, &conf) == -1)
+		return EXIT_CONFIG;
+	log_init(conf->c_log_level, conf->c_log_format);
+	if (tls_init() == -1 || build_tls(conf, &tls) == -1) {
+		conf_free(conf);
+		return EXIT_CONFIG;
+	}
+	if (check) {
+		conf_print(conf, stdout);
+		printf("configuration %s is valid\n", conf->c_path);
+		rc = EXIT_OK;
+		goto out;
+	}
+	if (pem != NULL) {
+		rc = explain(conf, tls, pem, route);
+		goto out;
+	}
+
+	/* Writes to a closed peer are errors to handle, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() == -1) {
+		log_errorx("libevent has no thread support");
+		goto out;
+	}
+	if ((p = proxy_new(conf, tls)) == NULL || proxy_bind(p) == -1)
+		goto out;
+	log_info("mtlsd %s started with %zu route%s", MTLSD_VERSION,
+	    conf->c_nroutes, conf->c_nroutes == 1 ? "" : "s");
+	rc = proxy_run(p);
+out:
+	proxy_free(p);
+	free_tls(conf, tls);
+	conf_free(conf);
+	return rc;
+}

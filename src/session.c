@@ -1,0 +1,916 @@
+/*
+ * A session is one client connection and its connection to the target:
+ *
+ *   inbound:  accept -> TLS handshake -> verdict -> connect target -> relay
+ *   outbound: accept -> connect remote -> TLS handshake -> verdict -> relay
+ *
+ * The relay copies both ways through one fixed buffer per direction,
+ * taken from a small free list while bytes are in flight and returned
+ * when the direction is idle.  A direction reads from its source only
+ * while its buffer is empty, so a peer that stops reading stops the other
+ * side too: memory per session is bounded whatever the peers do.
+ *
+ * End of stream travels across: TCP FIN becomes TLS close_notify and the
+ * other way round, and the session closes once both directions have
+ * ended, so no byte is lost at teardown.  session_close() is the only
+ * teardown path and the last thing a callback does when it calls it.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "mtlsd/addr.h"
+#include "mtlsd/conf.h"
+#include "mtlsd/log.h"
+#include "mtlsd/policy.h"
+#include "mtlsd/proxy.h"
+#include "mtlsd/tls.h"
+
+#define FLOW_BUDGET		4	/* buffers a direction moves per turn */
+#define WORKER_FREEBUFS		64
+
+enum session_state {
+	SESSION_HANDSHAKE,
+	SESSION_CONNECTING,
+	SESSION_RELAYING,
+	SESSION_CLOSED
+};
+
+/* What one end of a session is waiting for. */
+enum want {
+	WANT_NOTHING = 0,
+	WANT_READ = EV_READ,
+	WANT_WRITE = EV_WRITE
+};
+
+struct end {
+	struct session		*e_s;
+	int			 e_fd;
+	SSL			*e_ssl;		/* NULL on the plaintext side */
+	struct event		 e_rev;
+	struct event		 e_wev;
+	unsigned int		 e_rarmed:1;
+	unsigned int		 e_warmed:1;
+	unsigned int		 e_evset:1;
+	unsigned int		 e_eof:1;	/* nothing more to read */
+	unsigned int		 e_unclean:1;	/* TLS EOF w/o close_notify */
+	unsigned int		 e_shut:1;	/* we sent FIN/close_notify */
+	enum want		 e_rd_want;
+	enum want		 e_wr_want;
+	int			 e_errno;
+};
+
+/* One direction of the relay: src -> buf -> dst. */
+struct flow {
+	struct end		*f_src;
+	struct end		*f_dst;
+	char			*f_buf;
+	size_t			 f_off;
+	size_t			 f_len;
+	uint64_t		 f_bytes;
+};
+
+/* A name lookup in flight; outlives its session if that closes first. */
+struct dns_ticket {
+	struct session			*dt_s;
+	struct evdns_getaddrinfo_request *dt_req;
+};
+
+struct session {
+	TAILQ_ENTRY(session)	 s_entry;
+	struct worker		*s_w;
+	const struct route	*s_route;
+	struct tls_route	*s_tls;
+	enum session_state	 s_state;
+	struct end		 s_down;	/* the client */
+	struct end		 s_up;		/* the target */
+	struct end		*s_tlsend;
+	struct flow		 s_in;		/* client -> target */
+	struct flow		 s_out;		/* target -> client */
+	struct event		 s_timer;
+	struct event		 s_kick;
+	struct timespec		 s_start;
+	struct timespec		 s_last;	/* last byte either way */
+	double			 s_hs_seconds;
+	struct dns_ticket	*s_dns;
+	struct evutil_addrinfo	*s_ai;		/* from the resolver */
+	struct evutil_addrinfo	*s_ai_next;
+	int			 s_dns_err;
+	int			 s_dns_done;
+	int			 s_attempts;	/* connects tried */
+	struct timespec		 s_hs_start;
+	struct tls_judgement	 s_j;
+	char			 s_peer[ADDR_STR_MAX];
+};
+
+static void	session_io(evutil_socket_t, short, void *);
+static void	session_timer(evutil_socket_t, short, void *);
+static void	session_kick(evutil_socket_t, short, void *);
+static void	session_handshake(struct session *);
+static void	session_connect(struct session *);
+static void	session_connect_next(struct session *);
+static void	session_connected(struct session *);
+static void	session_relay(struct session *);
+static void	session_close(struct session *, const char *, const char *);
+static void	session_dns_cb(int, struct evutil_addrinfo *, void *);
+static void	end_init(struct session *, struct end *, int);
+static void	end_arm(struct end *, int, int);
+static void	end_close(struct end *, int);
+static ssize_t	end_read(struct end *, char *, size_t);
+static ssize_t	end_write(struct end *, const char *, size_t);
+static int	end_shutdown(struct end *);
+static int	flow_run(struct session *, struct flow *, int *);
+static void	timer_arm(struct session *, double);
+static double	elapsed(const struct timespec *, const struct timespec *);
+
+unsigned int
+session_count(struct worker *w)
+{
+	struct session	*s;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(s, &w->w_sessions, s_entry)
+		n++;
+	return n;
+}
+
+static double
+elapsed(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) +
+	    (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static void
+timer_arm(struct session *s, double seconds)
+{
+	struct timeval	tv;
+
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+	evtimer_add(&s->s_timer, &tv);
+}
+
+static void
+end_init(struct session *s, struct end *e, int fd)
+{
+	e->e_s = s;
+	e->e_fd = fd;
+	event_assign(&e->e_rev, s->s_w->w_base, fd, EV_READ | EV_PERSIST,
+	    session_io, e);
+	event_assign(&e->e_wev, s->s_w->w_base, fd, EV_WRITE | EV_PERSIST,
+	    session_io, e);
+	e->e_evset = 1;
+}
+
+/* Waits for exactly what is asked: a level-triggered wish list. */
+static void
+end_arm(struct end *e, int rd, int wr)
+{
+	if (!e->e_evset)
+		return;
+	if (rd && !e->e_rarmed)
+		event_add(&e->e_rev, NULL);
+	else if (!rd && e->e_rarmed)
+		event_del(&e->e_rev);
+	if (wr && !e->e_warmed)
+		event_add(&e->e_wev, NULL);
+	else if (!wr && e->e_warmed)
+		event_del(&e->e_wev);
+	e->e_rarmed = rd != 0;
+	e->e_warmed = wr != 0;
+}
+
+static void
+end_close(struct end *e, int abort)
+{
+	struct linger	lg = { 1, 0 };
+
+	if (e->e_evset) {
+		event_del(&e->e_rev);
+		event_del(&e->e_wev);
+		e->e_evset = 0;
+	}
+	if (e->e_ssl != NULL) {
+		SSL_free(e->e_ssl);	/* does not own the fd: SSL_set_fd */
+		e->e_ssl = NULL;
+	}
+	if (e->e_fd != -1) {
+		/* A reset tells the other side it did not see a clean end. */
+		if (abort)
+			setsockopt(e->e_fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+		close(e->e_fd);
+		e->e_fd = -1;
+	}
+}
+
+/*
+ * Reads into buf.  Returns bytes read, 0 when it would block (e_rd_want
+ * says on what), -2 at end of stream, -1 on error (e_errno set).
+ */
+static ssize_t
+end_read(struct end *e, char *buf, size_t len)
+{
+	ssize_t	n;
+	int	err;
+
+	e->e_rd_want = WANT_NOTHING;
+	if (e->e_ssl == NULL) {
+		for (;;) {
+			n = recv(e->e_fd, buf, len, 0);
+			if (n > 0)
+				return n;
+			if (n == 0)
+				return -2;
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				e->e_rd_want = WANT_READ;
+				return 0;
+			}
+			e->e_errno = errno;
+			return -1;
+		}
+	}
+	ERR_clear_error();
+	n = SSL_read(e->e_ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	switch ((err = SSL_get_error(e->e_ssl, (int)n))) {
+	case SSL_ERROR_WANT_READ:
+		e->e_rd_want = WANT_READ;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		e->e_rd_want = WANT_WRITE;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return -2;
+	case SSL_ERROR_SYSCALL:
+		if (errno == 0 || ERR_GET_REASON(ERR_peek_error()) ==
+		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			/*
+			 * The peer closed TCP without close_notify.  Every
+			 * byte it sent was delivered; pass the end on.
+			 */
+			e->e_unclean = 1;
+			ERR_clear_error();
+			return -2;
+		}
+		e->e_errno = errno;
+		return -1;
+	default:
+		if (ERR_GET_REASON(ERR_peek_error()) ==
+		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			e->e_unclean = 1;
+			ERR_clear_error();
+			return -2;
+		}
+		e->e_errno = 0;
+		return -1;
+	}
+}
+
+/* As end_read, for writing; never returns -2. */
+static ssize_t
+end_write(struct end *e, const char *buf, size_t len)
+{
+	ssize_t	n;
+
+	e->e_wr_want = WANT_NOTHING;
+	if (e->e_ssl == NULL) {
+		for (;;) {
+			n = send(e->e_fd, buf, len, MSG_NOSIGNAL);
+			if (n >= 0)
+				return n;
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				e->e_wr_want = WANT_WRITE;
+				return 0;
+			}
+			e->e_errno = errno;
+			return -1;
+		}
+	}
+	ERR_clear_error();
+	n = SSL_write(e->e_ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(e->e_ssl, (int)n)) {
+	case SSL_ERROR_WANT_READ:
+		e->e_wr_want = WANT_READ;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		e->e_wr_want = WANT_WRITE;
+		return 0;
+	default:
+		e->e_errno = errno;
+		return -1;
+	}
+}
+
+/*
+ * Ends our sending on e: close_notify then FIN on the TLS side, FIN on
+ * the plaintext side.  Returns 1 done, 0 would block, -1 error.
+ */
+static int
+end_shutdown(struct end *e)
+{
+	int	r;
+
+	e->e_wr_want = WANT_NOTHING;
+	if (e->e_ssl != NULL) {
+		ERR_clear_error();
+		if ((r = SSL_shutdown(e->e_ssl)) < 0) {
+			switch (SSL_get_error(e->e_ssl, r)) {
+			case SSL_ERROR_WANT_WRITE:
+				e->e_wr_want = WANT_WRITE;
+				return 0;
+			case SSL_ERROR_WANT_READ:
+				e->e_wr_want = WANT_READ;
+				return 0;
+			default:
+				ERR_clear_error();
+				return -1;
+			}
+		}
+	}
+	if (shutdown(e->e_fd, SHUT_WR) == -1 && errno != ENOTCONN) {
+		e->e_errno = errno;
+		return -1;
+	}
+	e->e_shut = 1;
+	return 1;
+}
+
+/*
+ * Moves what it can from f_src to f_dst.  Returns -1 when an end failed
+ * (*which says 0 src, 1 dst), else 0; sets *more when it stopped only
+ * because its budget for this turn ran out.
+ */
+static int
+flow_run(struct session *s, struct flow *f, int *which)
+{
+	struct worker	*w = s->s_w;
+	ssize_t		 n;
+	int		 budget = FLOW_BUDGET, r;
+
+	f->f_src->e_rd_want = WANT_NOTHING;
+	f->f_dst->e_wr_want = WANT_NOTHING;
+	for (;;) {
+		if (f->f_len > 0) {
+			n = end_write(f->f_dst, f->f_buf + f->f_off, f->f_len);
+			if (n < 0) {
+				*which = 1;
+				return -1;
+			}
+			if (n == 0)
+				break;
+			f->f_off += (size_t)n;
+			f->f_len -= (size_t)n;
+			f->f_bytes += (uint64_t)n;
+			clock_gettime(CLOCK_MONOTONIC, &s->s_last);
+			continue;
+		}
+		if (f->f_src->e_eof) {
+			if (!f->f_dst->e_shut &&
+			    (r = end_shutdown(f->f_dst)) == -1) {
+				*which = 1;
+				return -1;
+			}
+			break;
+		}
+		if (budget-- == 0) {
+			event_active(&s->s_kick, EV_TIMEOUT, 0);
+			break;
+		}
+		if (f->f_buf == NULL) {
+			if (w->w_freebufs != NULL) {
+				f->f_buf = w->w_freebufs;
+				w->w_freebufs = *(void **)f->f_buf;
+				w->w_nfreebufs--;
+			} else if ((f->f_buf = malloc(PROXY_BUFSZ)) == NULL) {
+				*which = 0;
+				f->f_src->e_errno = ENOMEM;
+				return -1;
+			}
+		}
+		f->f_off = 0;
+		n = end_read(f->f_src, f->f_buf, PROXY_BUFSZ);
+		if (n == -1) {
+			*which = 0;
+			return -1;
+		}
+		if (n == -2) {
+			f->f_src->e_eof = 1;
+			continue;
+		}
+		if (n == 0)
+			break;
+		f->f_len = (size_t)n;
+		clock_gettime(CLOCK_MONOTONIC, &s->s_last);
+	}
+	/* An idle direction holds no buffer. */
+	if (f->f_len == 0 && f->f_buf != NULL) {
+		if (w->w_nfreebufs < WORKER_FREEBUFS) {
+			*(void **)f->f_buf = w->w_freebufs;
+			w->w_freebufs = f->f_buf;
+			w->w_nfreebufs++;
+		} else
+			free(f->f_buf);
+		f->f_buf = NULL;
+	}
+	return 0;
+}
+
+static int
+flow_done(const struct flow *f)
+{
+	return f->f_src->e_eof && f->f_len == 0 && f->f_dst->e_shut;
+}
+
+/* One turn of the relay: both directions, then wait for what they need. */
+static void
+session_relay(struct session *s)
+{
+	struct end	*d = &s->s_down, *u = &s->s_up, *bad;
+	int		 which = 0;
+	char		 why[512], tlserr[256];
+
+	if (flow_run(s, &s->s_in, &which) == -1) {
+		bad = which ? u : d;
+		goto fail;
+	}
+	if (flow_run(s, &s->s_out, &which) == -1) {
+		bad = which ? d : u;
+		goto fail;
+	}
+	if (flow_done(&s->s_in) && flow_done(&s->s_out)) {
+		session_close(s, "ok", NULL);
+		return;
+	}
+	end_arm(d, d->e_rd_want == WANT_READ || d->e_wr_want == WANT_READ,
+	    d->e_rd_want == WANT_WRITE || d->e_wr_want == WANT_WRITE);
+	end_arm(u, u->e_rd_want == WANT_READ || u->e_wr_want == WANT_READ,
+	    u->e_rd_want == WANT_WRITE || u->e_wr_want == WANT_WRITE);
+	return;
+
+fail:
+	log_tls_errors(tlserr, sizeof(tlserr));
+	snprintf(why, sizeof(why), "%s %s: %s", bad == d ? "client" : "target",
+	    bad->e_errno == ECONNRESET ? "reset the connection" :
+	    bad->e_errno == EPIPE ? "closed the connection" : "failed",
+	    bad->e_errno != 0 ? strerror(bad->e_errno) :
+	    (*tlserr != '\0' ? tlserr : "TLS error"));
+	session_close(s, bad == d ? "error" : "target_failed", why);
+}
+
+static void
+session_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct end	*e = arg;
+	struct session	*s = e->e_s;
+	int		 err = 0;
+	socklen_t	 len = sizeof(err);
+
+	(void)fd;
+	(void)what;
+	switch (s->s_state) {
+	case SESSION_HANDSHAKE:
+		session_handshake(s);
+		break;
+	case SESSION_CONNECTING:
+		if (e != &s->s_up)
+			break;
+		if (getsockopt(s->s_up.e_fd, SOL_SOCKET, SO_ERROR, &err,
+		    &len) == -1)
+			err = errno;
+		if (err != 0) {
+			s->s_up.e_errno = err;
+			session_connect_next(s);
+			break;
+		}
+		session_connected(s);
+		break;
+	case SESSION_RELAYING:
+		session_relay(s);
+		break;
+	case SESSION_CLOSED:
+		break;
+	}
+}
+
+static void
+session_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct session	*s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->s_state == SESSION_RELAYING)
+		session_relay(s);
+	else if (s->s_state == SESSION_CONNECTING && s->s_dns_done &&
+	    s->s_up.e_fd == -1)
+		session_connect_next(s);
+}
+
+static void
+session_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct session		*s = arg;
+	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+	struct timespec		 now;
+	double			 idle;
+	char			 why[128];
+
+	(void)fd;
+	(void)what;
+	switch (s->s_state) {
+	case SESSION_HANDSHAKE:
+		snprintf(why, sizeof(why), "TLS handshake not finished within "
+		    "%.1f s", lim->l_handshake_timeout);
+		s->s_j.tj_stage = STAGE_HANDSHAKE;
+		s->s_j.tj_reason = REASON_PROTOCOL;
+		session_close(s, "timeout", why);
+		break;
+	case SESSION_CONNECTING:
+		snprintf(why, sizeof(why), "target not reached within %.1f s",
+		    lim->l_connect_timeout);
+		session_close(s, "timeout", why);
+		break;
+	case SESSION_RELAYING:
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		idle = elapsed(&s->s_last, &now);
+		if (idle + 0.001 < lim->l_idle_timeout) {
+			timer_arm(s, lim->l_idle_timeout - idle);
+			break;
+		}
+		snprintf(why, sizeof(why), "idle for %.1f s",
+		    lim->l_idle_timeout);
+		session_close(s, "timeout", why);
+		break;
+	case SESSION_CLOSED:
+		break;
+	}
+}
+
+void
+session_accept(struct listener *l, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct worker	*w = l->l_worker;
+	struct session	*s;
+	const struct limits *lim = &w->w_proxy->p_conf->c_limits;
+	int		 one = 1;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warnx("route %s: out of memory, connection dropped",
+		    l->l_route->r_name);
+		close(fd);
+		atomic_fetch_sub(&w->w_proxy->p_active, 1);
+		return;
+	}
+	s->s_w = w;
+	s->s_route = l->l_route;
+	s->s_tls = l->l_tls;
+	s->s_down.e_fd = -1;
+	s->s_up.e_fd = -1;
+	s->s_in.f_src = &s->s_down;
+	s->s_in.f_dst = &s->s_up;
+	s->s_out.f_src = &s->s_up;
+	s->s_out.f_dst = &s->s_down;
+	tls_judgement_clear(&s->s_j);
+	clock_gettime(CLOCK_MONOTONIC, &s->s_start);
+	s->s_last = s->s_start;
+	s->s_hs_start = s->s_start;
+	addr_sockaddr_str(sa, salen, s->s_peer, sizeof(s->s_peer));
+	if (sa->sa_family == AF_UNIX && l->l_route->r_listen.a_kind ==
+	    ADDR_UNIX)
+		snprintf(s->s_peer, sizeof(s->s_peer), "unix:%s",
+		    l->l_route->r_listen.a_path);
+	if (sa->sa_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	evtimer_assign(&s->s_timer, w->w_base, session_timer, s);
+	event_assign(&s->s_kick, w->w_base, -1, 0, session_kick, s);
+	TAILQ_INSERT_TAIL(&w->w_sessions, s, s_entry);
+	end_init(s, &s->s_down, fd);
+
+	if (s->s_route->r_dir == ROUTE_OUTBOUND) {
+		session_connect(s);
+		return;
+	}
+	s->s_tlsend = &s->s_down;
+	if ((s->s_down.e_ssl = tls_ssl_new(s->s_tls, fd, &s->s_j)) == NULL) {
+		session_close(s, "handshake_failed", "cannot create TLS state");
+		return;
+	}
+	s->s_state = SESSION_HANDSHAKE;
+	timer_arm(s, lim->l_handshake_timeout);
+	session_handshake(s);
+}
+
+static void
+session_handshake(struct session *s)
+{
+	struct end		*e = s->s_tlsend;
+	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+	struct timespec		 now;
+	char			 errs[512];
+	int			 r;
+
+	ERR_clear_error();
+	if ((r = SSL_do_handshake(e->e_ssl)) == 1) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		s->s_hs_seconds = elapsed(&s->s_hs_start, &now);
+		if (!tls_handshake_done(s->s_tls, e->e_ssl, &s->s_j)) {
+			session_close(s, "identity_rejected", s->s_j.tj_error);
+			return;
+		}
+		end_arm(e, 0, 0);
+		if (s->s_route->r_dir == ROUTE_INBOUND) {
+			session_connect(s);
+			return;
+		}
+		s->s_state = SESSION_RELAYING;
+		s->s_last = now;
+		timer_arm(s, lim->l_idle_timeout);
+		session_relay(s);
+		return;
+	}
+	switch (SSL_get_error(e->e_ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		end_arm(e, 1, 0);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		end_arm(e, 0, 1);
+		return;
+	default:
+		break;
+	}
+	log_tls_errors(errs, sizeof(errs));
+	tls_handshake_failed(e->e_ssl, &s->s_j, errs);
+	session_close(s, s->s_j.tj_stage == STAGE_IDENTITY ?
+	    "identity_rejected" : "handshake_failed", s->s_j.tj_error);
+}
+
+static void
+session_dns_cb(int result, struct evutil_addrinfo *ai, void *arg)
+{
+	struct dns_ticket	*t = arg;
+	struct session		*s = t->dt_s;
+
+	if (s == NULL) {	/* the session closed meanwhile */
+		if (ai != NULL)
+			evutil_freeaddrinfo(ai);
+		free(t);
+		return;
+	}
+	s->s_dns = NULL;
+	free(t);
+	s->s_ai = ai;
+	s->s_ai_next = ai;
+	s->s_dns_err = result;
+	s->s_dns_done = 1;
+	/* Go on from the loop, never from inside the resolver. */
+	event_active(&s->s_kick, EV_TIMEOUT, 0);
+}
+
+static void
+session_connect(struct session *s)
+{
+	const struct route	*r = s->s_route;
+	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+	struct evutil_addrinfo	 hints;
+	struct dns_ticket	*t;
+	struct evdns_getaddrinfo_request *req;
+	char			 port[8];
+
+	s->s_state = SESSION_CONNECTING;
+	evtimer_del(&s->s_timer);
+	timer_arm(s, lim->l_connect_timeout);
+	if (r->r_target.a_kind != ADDR_NAME) {
+		s->s_dns_done = 1;
+		session_connect_next(s);
+		return;
+	}
+	if (s->s_w->w_dns == NULL || (t = calloc(1, sizeof(*t))) == NULL) {
+		session_close(s, "target_failed", "no resolver");
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	snprintf(port, sizeof(port), "%u", r->r_target.a_port);
+	t->dt_s = s;
+	s->s_dns = t;
+	req = evdns_getaddrinfo(s->s_w->w_dns, r->r_target.a_host, port,
+	    &hints, session_dns_cb, t);
+	/* The answer may have come at once: then t is freed already. */
+	if (s->s_dns == t)
+		t->dt_req = req;
+}
+
+/* Tries the next address of the target, or gives up. */
+static void
+session_connect_next(struct session *s)
+{
+	const struct route	*r = s->s_route;
+	const struct sockaddr	*sa;
+	socklen_t		 salen;
+	char			 why[512], a[ADDR_STR_MAX];
+	int			 fd, one = 1, err;
+
+	if (s->s_up.e_fd != -1)
+		end_close(&s->s_up, 0);
+	if (r->r_target.a_kind != ADDR_NAME) {
+		if (s->s_attempts++ > 0)
+			goto fail;	/* the one address was tried */
+		sa = (const struct sockaddr *)&r->r_target.a_ss;
+		salen = r->r_target.a_sslen;
+	} else {
+		if (s->s_dns_err != 0 || s->s_ai_next == NULL)
+			goto fail;
+		sa = s->s_ai_next->ai_addr;
+		salen = (socklen_t)s->s_ai_next->ai_addrlen;
+		s->s_ai_next = s->s_ai_next->ai_next;
+	}
+	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1) {
+		s->s_up.e_errno = errno;
+		goto fail;
+	}
+	if (sa->sa_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	end_init(s, &s->s_up, fd);
+	if (connect(fd, sa, salen) == 0) {
+		session_connected(s);
+		return;
+	}
+	if (errno == EINPROGRESS) {
+		end_arm(&s->s_up, 0, 1);
+		return;
+	}
+	err = errno;
+	s->s_up.e_errno = err;
+	end_close(&s->s_up, 0);
+	/* Next address, if any: the kick runs it from the loop. */
+	if (r->r_target.a_kind == ADDR_NAME && s->s_ai_next != NULL) {
+		event_active(&s->s_kick, EV_TIMEOUT, 0);
+		return;
+	}
+fail:
+	if (r->r_target.a_kind == ADDR_NAME && s->s_dns_err != 0)
+		snprintf(why, sizeof(why), "cannot resolve %s: %s",
+		    r->r_target.a_host, evutil_gai_strerror(s->s_dns_err));
+	else
+		snprintf(why, sizeof(why), "cannot connect to %s: %s",
+		    addr_str(&r->r_target, a, sizeof(a)),
+		    s->s_up.e_errno != 0 ? strerror(s->s_up.e_errno) :
+		    "no address");
+	session_close(s, "target_failed", why);
+}
+
+static void
+session_connected(struct session *s)
+{
+	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+
+	end_arm(&s->s_up, 0, 0);
+	evtimer_del(&s->s_timer);
+	if (s->s_route->r_dir == ROUTE_OUTBOUND) {
+		s->s_tlsend = &s->s_up;
+		if ((s->s_up.e_ssl = tls_ssl_new(s->s_tls, s->s_up.e_fd,
+		    &s->s_j)) == NULL) {
+			session_close(s, "handshake_failed",
+			    "cannot create TLS state");
+			return;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &s->s_hs_start);
+		s->s_state = SESSION_HANDSHAKE;
+		timer_arm(s, lim->l_handshake_timeout);
+		session_handshake(s);
+		return;
+	}
+	s->s_state = SESSION_RELAYING;
+	clock_gettime(CLOCK_MONOTONIC, &s->s_last);
+	timer_arm(s, lim->l_idle_timeout);
+	session_relay(s);
+}
+
+/*
+ * Writes the one line of a finished session: at info for a served
+ * connection, at warn with the full explanation for a rejected peer.
+ */
+static void
+session_log(struct session *s, const char *result, const char *reason)
+{
+	struct log_field	 f[24];
+	struct timespec		 now;
+	char			 in[32], out[32], dur[32], hs[32];
+	char			 scratch[1024];
+	const char		*ident, *ver = "-", *cipher = "-";
+	SSL			*ssl = s->s_tlsend ? s->s_tlsend->e_ssl : NULL;
+	size_t			 n = 0;
+	int			 reject;
+
+	reject = strcmp(result, "handshake_failed") == 0 ||
+	    strcmp(result, "identity_rejected") == 0;
+	if (!log_enabled(reject ? LOG_LEVEL_WARN : LOG_LEVEL_INFO))
+		return;
+	if (reject && !log_reject_allowed())
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (ssl != NULL && SSL_is_init_finished(ssl)) {
+		ver = SSL_get_version(ssl);
+		cipher = SSL_get_cipher_name(ssl);
+	}
+	ident = policy_primary(&s->s_j.tj_ids);
+	snprintf(in, sizeof(in), "%llu", (unsigned long long)s->s_in.f_bytes);
+	snprintf(out, sizeof(out), "%llu",
+	    (unsigned long long)s->s_out.f_bytes);
+	snprintf(dur, sizeof(dur), "%.3f", elapsed(&s->s_start, &now));
+	snprintf(hs, sizeof(hs), "%.3f", s->s_hs_seconds);
+
+	f[n++] = (struct log_field){ "route", s->s_route->r_name, 0 };
+	f[n++] = (struct log_field){ "peer", s->s_peer, 0 };
+	f[n++] = (struct log_field){ "identity", ident, 0 };
+	f[n++] = (struct log_field){ "tls", ver, 0 };
+	f[n++] = (struct log_field){ "cipher", cipher, 0 };
+	f[n++] = (struct log_field){ "bytes_in", in, 1 };
+	f[n++] = (struct log_field){ "bytes_out", out, 1 };
+	f[n++] = (struct log_field){ "duration", dur, 1 };
+	f[n++] = (struct log_field){ "result", result, 0 };
+	if (reject) {
+		n += tls_judgement_fields(&s->s_j, f + n,
+		    sizeof(f) / sizeof(f[0]) - n, scratch, sizeof(scratch));
+		log_fields(LOG_LEVEL_WARN, "reject", f, n);
+		return;
+	}
+	if (reason != NULL)
+		f[n++] = (struct log_field){ "reason", reason, 0 };
+	if (s->s_hs_seconds > 0)
+		f[n++] = (struct log_field){ "handshake", hs, 1 };
+	if (s->s_tlsend != NULL && s->s_tlsend->e_unclean)
+		f[n++] = (struct log_field){ "tls_end", "no close_notify", 0 };
+	log_fields(LOG_LEVEL_INFO, "conn", f, n);
+}
+
+static void
+session_close(struct session *s, const char *result, const char *reason)
+{
+	struct worker	*w = s->s_w;
+	int		 abort = strcmp(result, "ok") != 0;
+
+	s->s_state = SESSION_CLOSED;
+	if (reason != NULL && s->s_j.tj_error[0] == '\0' &&
+	    strcmp(result, "handshake_failed") == 0)
+		snprintf(s->s_j.tj_error, sizeof(s->s_j.tj_error), "%s",
+		    reason);
+	session_log(s, result, reason);
+
+	if (s->s_dns != NULL) {
+		s->s_dns->dt_s = NULL;
+		evdns_getaddrinfo_cancel(s->s_dns->dt_req);
+		s->s_dns = NULL;
+	}
+	if (s->s_ai != NULL)
+		evutil_freeaddrinfo(s->s_ai);
+	evtimer_del(&s->s_timer);
+	event_del(&s->s_kick);
+	end_close(&s->s_down, abort);
+	end_close(&s->s_up, abort);
+	free(s->s_in.f_buf);
+	free(s->s_out.f_buf);
+	tls_judgement_clear(&s->s_j);
+	TAILQ_REMOVE(&w->w_sessions, s, s_entry);
+	free(s);
+	atomic_fetch_sub(&w->w_proxy->p_active, 1);
+	if (w->w_draining && TAILQ_EMPTY(&w->w_sessions))
+		event_base_loopexit(w->w_base, NULL);
+}
+
+void
+session_close_all(struct worker *w, const char *reason)
+{
+	struct session	*s;
+
+	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL)
+		session_close(s, "timeout", reason);
+}
