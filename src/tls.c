@@ -223,10 +223,9 @@ tls_judge(struct tls_route *tr, X509_STORE_CTX *xctx, struct tls_judgement *j)
 		else
 			snprintf(j->tj_error, sizeof(j->tj_error), "%s",
 			    X509_verify_cert_error_string(err));
-		/* Explain, in the log, the rule it would have faced too. */
-		policy_judge(&tr->tr_route->r_allow, &j->tj_ids,
-		    &j->tj_verdict);
-		j->tj_verdict.v_accept = 0;
+		snprintf(j->tj_verdict.v_reason,
+		    sizeof(j->tj_verdict.v_reason),
+		    "not judged: the chain did not verify");
 		return 0;
 	}
 	tls_judge_identity(tr, leaf, j);
@@ -588,7 +587,7 @@ tls_judgement_fields(const struct tls_judgement *j, struct log_field *f,
 	policy_identities_str(&j->tj_ids, scratch + half, scratchlen - half);
 	f[n++] = (struct log_field){ "identities", scratch + half, 0 };
 	f[n++] = (struct log_field){ "sha256", j->tj_fingerprint, 0 };
-	if (j->tj_stage == STAGE_IDENTITY || j->tj_stage == STAGE_CHAIN)
+	if (j->tj_stage == STAGE_IDENTITY)
 		f[n++] = (struct log_field){ "rule", j->tj_verdict.v_reason,
 		    0 };
 	return n;
