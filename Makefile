@@ -6,14 +6,15 @@
 #   make deps       install missing Debian packages (run by test and demo)
 
 PROG=		mtlsd
-SRCS=		addr.c conf.c policy.c log.c tls.c session.c proxy.c main.c
+SRCS=		addr.c conf.c policy.c log.c tls.c session.c proxy.c \
+		sandbox.c sandbox_syscalls.c main.c
 PKGS=		openssl libevent_core libevent_extra libevent_openssl \
-		libevent_pthreads libconfig
-UNIT_TESTS=	test_addr test_conf test_policy
+		libevent_pthreads libconfig libseccomp
+UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log
 
 # Debian packages: to build, to test, to run the demo.
 DEB_BUILD=	gcc make pkg-config libssl-dev libevent-dev libconfig-dev \
-		libcmocka-dev
+		libcmocka-dev libseccomp-dev
 DEB_TEST=	openssl curl python3 procps iproute2
 DEB_ALL=	$(DEB_BUILD) $(DEB_TEST)
 

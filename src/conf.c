@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +38,15 @@
 #define CONF_SECONDS_MAX	(365.0 * 86400.0)
 #define CONF_WORKERS_MAX	256
 #define CONF_MSG_MAX		1024
-#define CONF_NAME_CHARS		"ABCDEFGHIJKLMNOPQRSTUVWXYZ"		\
+#define CONF_NAME_CHARS		"ABCDEFGHIJKLMNOPQRSTUVWXYZ"	\
 	"abcdefghijklmnopqrstuvwxyz0123456789_.-"
+#define T(type)			(1 << CONFIG_TYPE_ ## type)
 
 /* A route while it is read: where it came from, and what parsed. */
 struct route_ctx {
 	const config_setting_t	*rc_set;
 	struct route		*rc_route;
-	int			 rc_index;	/* 1-based, within its list */
+	int			 rc_index;	/* 1-based, in its list */
 	int			 rc_listen_ok;
 	int			 rc_target_ok;
 };
@@ -53,7 +55,7 @@ struct conf_ctx {
 	FILE			*cx_errf;
 	const char		*cx_name;	/* stands for the file */
 	int			 cx_nerrors;
-	int			 cx_lists_bad;	/* inbound/outbound mistyped */
+	int			 cx_lists_bad;	/* a route list mistyped */
 	/* -1 while unset: the enums in conf.h have no such value. */
 	int			 cx_log_level;
 	int			 cx_log_format;
@@ -64,21 +66,25 @@ struct conf_ctx {
 /* The group being read, and how messages about its keys name it. */
 struct scope {
 	struct conf_ctx		*sc_cx;
-	const struct route_ctx	*sc_route;	/* NULL outside a route */
+	const struct route_ctx	*sc_route;	/* NULL: not in a route */
 	const config_setting_t	*sc_set;
-	const char		*sc_group;	/* "limits"; NULL: top, route */
+	const char		*sc_group;	/* "tls"; NULL: top, route */
 };
 
 static void	 conf_verr(const struct scope *, const config_setting_t *,
-		    const char *, va_list) __attribute__((__format__(printf, 3, 0)));
+		    const char *, va_list)
+		    __attribute__((__format__(printf, 3, 0)));
 static void	 conf_err(const struct scope *, const config_setting_t *,
-		    const char *, ...) __attribute__((__format__(printf, 3, 4)));
+		    const char *, ...)
+		    __attribute__((__format__(printf, 3, 4)));
 static void	 conf_keyerr(const struct scope *, const config_setting_t *,
 		    const char *, const char *, ...)
 		    __attribute__((__format__(printf, 4, 5)));
 static char	*conf_strdup(struct conf_ctx *, const char *);
-static const char *conf_type_name(const config_setting_t *);
+static void	 conf_join(const char *const *, char *, size_t);
 static void	 conf_keys(const struct scope *, const char *const *);
+static const config_setting_t *conf_typed(const struct scope *, const char *,
+		    int, const char *, int *);
 static int	 conf_get_group(const struct scope *, const char *,
 		    struct scope *);
 static int	 conf_get_string(const struct scope *, const char *,
@@ -90,19 +96,19 @@ static int	 conf_get_seconds(const struct scope *, const char *, int,
 		    double *);
 static int	 conf_get_enum(const struct scope *, const char *,
 		    const char *const *, int *);
+static char	**conf_tls_field(struct tls_conf *, size_t);
 static void	 conf_tls_unset(struct tls_conf *);
 static void	 conf_tls_free(struct tls_conf *);
 static void	 conf_tls(const struct scope *, struct tls_conf *);
-static void	 conf_tls_string(const struct scope *, const char *, char **);
-static void	 conf_tls_inherit(struct conf_ctx *, struct tls_conf *,
-		    const struct tls_conf *);
-static void	 conf_tls_defaults(struct conf_ctx *, struct tls_conf *);
+static void	 conf_tls_fill(struct conf_ctx *, struct tls_conf *,
+		    struct tls_conf *);
 static int	 conf_route_addr(const struct scope *, const char *,
 		    struct addr *, int);
 static int	 conf_server_name_ok(const char *);
+static void	 conf_allow_value(const struct scope *,
+		    const config_setting_t *, int, const char *,
+		    struct allow *);
 static void	 conf_allow(const struct scope *, struct allow *);
-static void	 conf_allow_value(const struct scope *, const config_setting_t *,
-		    enum rule_kind, const char *, struct allow *);
 static void	 conf_route(struct conf_ctx *, struct route_ctx *);
 static void	 conf_route_free(struct route *);
 static void	 conf_routes(const struct scope *, struct conf *);
@@ -110,10 +116,9 @@ static void	 conf_admin(const struct scope *, struct conf *);
 static void	 conf_parse(struct conf_ctx *, const config_setting_t *,
 		    struct conf *);
 static void	 conf_defaults(struct conf_ctx *, struct conf *);
-static void	 conf_validate(struct conf_ctx *, struct conf *);
 static int	 conf_addr_equal(const struct addr *, const struct addr *);
+static void	 conf_validate(struct conf_ctx *, struct conf *);
 static int	 conf_build(config_t *, const char *, FILE *, struct conf **);
-static void	 conf_print_seconds(FILE *, const char *, double);
 
 static const char *const top_keys[] = { "user", "group", "workers", "log",
 	"admin", "sandbox", "limits", "tls", "inbound", "outbound", NULL };
@@ -137,6 +142,32 @@ static const char *const rule_names[] = { "uri", "dns", "ip", "email", "cn",
 static const char *const level_names[] = { "error", "warn", "info", "debug",
 	NULL };
 static const char *const format_names[] = { "text", "json", NULL };
+/* Indexed by CONFIG_TYPE_*. */
+static const char *const type_names[] = { "nothing", "a group",
+	"an integer", "an integer", "a number", "a string", "a boolean",
+	"an array", "a list" };
+
+/*
+ * The string fields of struct tls_conf, which inherit and default alike.
+ * The first TLS_NREQUIRED have no default: every route must end up with them.
+ */
+static const struct {
+	const char	*ts_key;
+	size_t		 ts_off;
+	const char	*ts_default;
+} tls_strings[] = {
+	{ "cert", offsetof(struct tls_conf, tc_cert), NULL },
+	{ "key", offsetof(struct tls_conf, tc_key), NULL },
+	{ "ca", offsetof(struct tls_conf, tc_ca), NULL },
+	{ "crl", offsetof(struct tls_conf, tc_crl), NULL },
+	{ "ciphers", offsetof(struct tls_conf, tc_ciphers),
+	    CONF_DEFAULT_CIPHERS },
+	{ "ciphersuites", offsetof(struct tls_conf, tc_ciphersuites),
+	    CONF_DEFAULT_CIPHERSUITES },
+	{ "groups", offsetof(struct tls_conf, tc_groups), CONF_DEFAULT_GROUPS },
+};
+#define TLS_NSTRINGS	(sizeof(tls_strings) / sizeof(tls_strings[0]))
+#define TLS_NREQUIRED	3
 
 /*
  * Writes "FILE:LINE: [route: ]message" for setting s, or "FILE: ..." where
@@ -147,7 +178,7 @@ conf_verr(const struct scope *sc, const config_setting_t *s, const char *fmt,
     va_list ap)
 {
 	struct conf_ctx		*cx = sc->sc_cx;
-	const struct route_ctx	*rc = sc->sc_route;
+	const struct route	*r;
 	const char		*file = cx->cx_name;
 	unsigned int		 line = 0;
 
@@ -160,13 +191,16 @@ conf_verr(const struct scope *sc, const config_setting_t *s, const char *fmt,
 		fprintf(cx->cx_errf, "%s:%u: ", file, line);
 	else
 		fprintf(cx->cx_errf, "%s: ", file);
-	if (rc != NULL && rc->rc_route->r_name != NULL)
-		fprintf(cx->cx_errf, "%s route \"%s\": ",
-		    conf_route_dir_name(rc->rc_route->r_dir),
-		    rc->rc_route->r_name);
-	else if (rc != NULL)
-		fprintf(cx->cx_errf, "%s route #%d: ",
-		    conf_route_dir_name(rc->rc_route->r_dir), rc->rc_index);
+	if (sc->sc_route != NULL) {
+		r = sc->sc_route->rc_route;
+		if (r->r_name != NULL)
+			fprintf(cx->cx_errf, "%s route \"%s\": ",
+			    conf_route_dir_name(r->r_dir), r->r_name);
+		else
+			fprintf(cx->cx_errf, "%s route #%d: ",
+			    conf_route_dir_name(r->r_dir),
+			    sc->sc_route->rc_index);
+	}
 	vfprintf(cx->cx_errf, fmt, ap);
 	fputc('\n', cx->cx_errf);
 	cx->cx_nerrors++;
@@ -210,27 +244,16 @@ conf_strdup(struct conf_ctx *cx, const char *s)
 	return p;
 }
 
-static const char *
-conf_type_name(const config_setting_t *s)
+static void
+conf_join(const char *const *names, char *buf, size_t len)
 {
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_GROUP:
-		return "a group";
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		return "an integer";
-	case CONFIG_TYPE_FLOAT:
-		return "a number";
-	case CONFIG_TYPE_STRING:
-		return "a string";
-	case CONFIG_TYPE_BOOL:
-		return "a boolean";
-	case CONFIG_TYPE_ARRAY:
-		return "an array";
-	case CONFIG_TYPE_LIST:
-		return "a list";
+	size_t	 i;
+
+	buf[0] = '\0';
+	for (i = 0; names[i] != NULL; i++) {
+		strncat(buf, i > 0 ? ", " : "", len - strlen(buf) - 1);
+		strncat(buf, names[i], len - strlen(buf) - 1);
 	}
-	return "nothing";
 }
 
 /* A misspelt key must never be ignored: it may be what makes a rule strict. */
@@ -241,27 +264,45 @@ conf_keys(const struct scope *sc, const char *const *keys)
 	const char		*name;
 	char			 list[CONF_MSG_MAX];
 	size_t			 i;
-	int			 k, n;
+	int			 k;
 
-	list[0] = '\0';
-	for (i = 0; keys[i] != NULL; i++) {
-		strncat(list, i > 0 ? ", " : "", sizeof(list) - strlen(list) - 1);
-		strncat(list, keys[i], sizeof(list) - strlen(list) - 1);
-	}
-	n = config_setting_length(sc->sc_set);
-	for (k = 0; k < n; k++) {
+	conf_join(keys, list, sizeof(list));
+	for (k = 0; k < config_setting_length(sc->sc_set); k++) {
 		s = config_setting_get_elem(sc->sc_set, (unsigned int)k);
 		name = config_setting_name(s);
 		for (i = 0; keys[i] != NULL; i++)
 			if (strcmp(keys[i], name) == 0)
 				break;
-		if (keys[i] != NULL)
-			continue;
-		conf_err(sc, s, "unknown key \"%s\"%s%s; expected one of: %s",
-		    name, sc->sc_group != NULL ? " in " :
-		    sc->sc_route != NULL ? "" : " at the top level",
-		    sc->sc_group != NULL ? sc->sc_group : "", list);
+		if (keys[i] == NULL)
+			conf_err(sc, s, "unknown key \"%s\"%s%s; expected one "
+			    "of: %s", name, sc->sc_group != NULL ? " in " :
+			    sc->sc_route != NULL ? "" : " at the top level",
+			    sc->sc_group != NULL ? sc->sc_group : "", list);
 	}
+}
+
+/*
+ * The setting of key, when it has one of the types in mask (T(...) bits).
+ * Otherwise NULL, with *rc 0 when key is absent, or -1 when it has the
+ * wrong type (reported as: must be <what>).
+ */
+static const config_setting_t *
+conf_typed(const struct scope *sc, const char *key, int mask,
+    const char *what, int *rc)
+{
+	const config_setting_t	*s;
+
+	*rc = 0;
+	if ((s = config_setting_get_member(sc->sc_set, key)) == NULL)
+		return NULL;
+	if ((mask & (1 << config_setting_type(s))) == 0) {
+		conf_keyerr(sc, s, key, "must be %s (found %s)", what,
+		    type_names[config_setting_type(s)]);
+		*rc = -1;
+		return NULL;
+	}
+	*rc = 1;
+	return s;
 }
 
 /*
@@ -271,20 +312,13 @@ conf_keys(const struct scope *sc, const char *const *keys)
 static int
 conf_get_group(const struct scope *sc, const char *key, struct scope *out)
 {
-	const config_setting_t	*s;
+	int	 rc;
 
-	if ((s = config_setting_get_member(sc->sc_set, key)) == NULL)
-		return 0;
-	if (!config_setting_is_group(s)) {
-		conf_keyerr(sc, s, key, "must be a group { ... } (found %s)",
-		    conf_type_name(s));
-		return -1;
-	}
 	out->sc_cx = sc->sc_cx;
 	out->sc_route = sc->sc_route;
-	out->sc_set = s;
+	out->sc_set = conf_typed(sc, key, T(GROUP), "a group { ... }", &rc);
 	out->sc_group = key;
-	return 1;
+	return rc;
 }
 
 /* Also sets *val for an empty string, which some callers still record. */
@@ -292,17 +326,12 @@ static int
 conf_get_string(const struct scope *sc, const char *key, const char **val)
 {
 	const config_setting_t	*s;
+	int			 rc;
 
 	*val = NULL;
-	if ((s = config_setting_get_member(sc->sc_set, key)) == NULL)
-		return 0;
-	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-		conf_keyerr(sc, s, key, "must be a string (found %s)",
-		    conf_type_name(s));
-		return -1;
-	}
-	*val = config_setting_get_string(s);
-	if (**val == '\0') {
+	if ((s = conf_typed(sc, key, T(STRING), "a string", &rc)) == NULL)
+		return rc;
+	if (*(*val = config_setting_get_string(s)) == '\0') {
 		conf_keyerr(sc, s, key, "must not be empty");
 		return -1;
 	}
@@ -313,16 +342,11 @@ static int
 conf_get_bool(const struct scope *sc, const char *key, int *val)
 {
 	const config_setting_t	*s;
+	int			 rc;
 
-	if ((s = config_setting_get_member(sc->sc_set, key)) == NULL)
-		return 0;
-	if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
-		conf_keyerr(sc, s, key, "must be true or false (found %s)",
-		    conf_type_name(s));
-		return -1;
-	}
-	*val = config_setting_get_bool(s) ? 1 : 0;
-	return 1;
+	if ((s = conf_typed(sc, key, T(BOOL), "true or false", &rc)) != NULL)
+		*val = config_setting_get_bool(s) ? 1 : 0;
+	return rc;
 }
 
 static int
@@ -331,27 +355,22 @@ conf_get_int(const struct scope *sc, const char *key, long long min,
 {
 	const config_setting_t	*s;
 	long long		 v;
+	int			 rc;
 
-	if ((s = config_setting_get_member(sc->sc_set, key)) == NULL)
-		return 0;
-	if (config_setting_type(s) != CONFIG_TYPE_INT &&
-	    config_setting_type(s) != CONFIG_TYPE_INT64) {
-		conf_keyerr(sc, s, key, "must be an integer (found %s)",
-		    conf_type_name(s));
-		return -1;
+	if ((s = conf_typed(sc, key, T(INT) | T(INT64), "an integer",
+	    &rc)) == NULL)
+		return rc;
+	if ((v = config_setting_get_int64(s)) >= min && v <= max) {
+		*val = v;
+		return 1;
 	}
-	v = config_setting_get_int64(s);
-	if (v < min || v > max) {
-		if (max == INT_MAX)
-			conf_keyerr(sc, s, key, "must be at least %lld (found "
-			    "%lld)", min, v);
-		else
-			conf_keyerr(sc, s, key, "must be from %lld to %lld "
-			    "(found %lld)", min, max, v);
-		return -1;
-	}
-	*val = v;
-	return 1;
+	if (max == INT_MAX)
+		conf_keyerr(sc, s, key, "must be at least %lld (found %lld)",
+		    min, v);
+	else
+		conf_keyerr(sc, s, key, "must be from %lld to %lld (found "
+		    "%lld)", min, max, v);
+	return -1;
 }
 
 /* Seconds, written as an integer or not: "timeout = 5;" means 5.0. */
@@ -361,38 +380,28 @@ conf_get_seconds(const struct scope *sc, const char *key, int zero_ok,
 {
 	const config_setting_t	*s;
 	double			 v;
+	int			 rc;
 
-	if ((s = config_setting_get_member(sc->sc_set, key)) == NULL)
-		return 0;
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		v = (double)config_setting_get_int64(s);
-		break;
-	case CONFIG_TYPE_FLOAT:
+	if ((s = conf_typed(sc, key, T(INT) | T(INT64) | T(FLOAT),
+	    "a number of seconds", &rc)) == NULL)
+		return rc;
+	if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
 		v = config_setting_get_float(s);
-		break;
-	default:
-		conf_keyerr(sc, s, key, "must be a number of seconds "
-		    "(found %s)", conf_type_name(s));
-		return -1;
-	}
-	if (zero_ok && !(v >= 0.0)) {
+	else
+		v = (double)config_setting_get_int64(s);
+	if (zero_ok && !(v >= 0.0))
 		conf_keyerr(sc, s, key, "must not be negative (found %g)", v);
-		return -1;
-	}
-	if (!zero_ok && !(v > 0.0)) {
+	else if (!zero_ok && !(v > 0.0))
 		conf_keyerr(sc, s, key, "must be greater than 0 seconds "
 		    "(found %g)", v);
-		return -1;
-	}
-	if (!isfinite(v) || v > CONF_SECONDS_MAX) {
+	else if (!isfinite(v) || v > CONF_SECONDS_MAX)
 		conf_keyerr(sc, s, key, "must be at most %.0f seconds (a year)",
 		    CONF_SECONDS_MAX);
-		return -1;
+	else {
+		*val = v;
+		return 1;
 	}
-	*val = v;
-	return 1;
+	return -1;
 }
 
 /* One of the names, stored as its index. */
@@ -406,18 +415,22 @@ conf_get_enum(const struct scope *sc, const char *key,
 
 	if ((rc = conf_get_string(sc, key, &v)) != 1)
 		return rc;
-	list[0] = '\0';
 	for (i = 0; names[i] != NULL; i++) {
 		if (strcmp(names[i], v) == 0) {
 			*val = i;
 			return 1;
 		}
-		strncat(list, i > 0 ? ", " : "", sizeof(list) - strlen(list) - 1);
-		strncat(list, names[i], sizeof(list) - strlen(list) - 1);
 	}
+	conf_join(names, list, sizeof(list));
 	conf_keyerr(sc, config_setting_get_member(sc->sc_set, key), key,
 	    "must be one of %s (found \"%s\")", list, v);
 	return -1;
+}
+
+static char **
+conf_tls_field(struct tls_conf *tc, size_t i)
+{
+	return (char **)(void *)((char *)tc + tls_strings[i].ts_off);
 }
 
 static void
@@ -432,108 +445,80 @@ conf_tls_unset(struct tls_conf *tc)
 static void
 conf_tls_free(struct tls_conf *tc)
 {
-	free(tc->tc_groups);
-	free(tc->tc_ciphersuites);
-	free(tc->tc_ciphers);
-	free(tc->tc_crl);
-	free(tc->tc_ca);
-	free(tc->tc_key);
-	free(tc->tc_cert);
+	size_t	 i;
+
+	for (i = TLS_NSTRINGS; i-- > 0;)
+		free(*conf_tls_field(tc, i));
 	conf_tls_unset(tc);
-}
-
-/*
- * A mistyped or empty value is recorded as "", so that the one mistake is
- * not reported a second time as "not set" for every route inheriting it.
- */
-static void
-conf_tls_string(const struct scope *sc, const char *key, char **dst)
-{
-	const char	*v;
-	int		 rc;
-
-	if ((rc = conf_get_string(sc, key, &v)) == 0)
-		return;
-	*dst = conf_strdup(sc->sc_cx, rc == 1 ? v : "");
 }
 
 /* The files are not opened here: the TLS module loads them and reports. */
 static void
 conf_tls(const struct scope *sc, struct tls_conf *tc)
 {
-	const char	*v;
+	const config_setting_t	*s;
+	const char		*v;
+	size_t			 i;
+	int			 rc;
 
 	conf_keys(sc, tls_keys);
-	conf_tls_string(sc, "cert", &tc->tc_cert);
-	conf_tls_string(sc, "key", &tc->tc_key);
-	conf_tls_string(sc, "ca", &tc->tc_ca);
-	conf_tls_string(sc, "crl", &tc->tc_crl);
+	for (i = 0; i < TLS_NSTRINGS; i++) {
+		/*
+		 * A mistyped or empty value is recorded as "", so that the
+		 * one mistake is not reported again as "not set" for every
+		 * route that inherits it.
+		 */
+		if ((rc = conf_get_string(sc, tls_strings[i].ts_key, &v)) != 0)
+			*conf_tls_field(tc, i) = conf_strdup(sc->sc_cx,
+			    rc == 1 ? v : "");
+	}
 	conf_get_seconds(sc, "crl_grace", 1, &tc->tc_crl_grace);
-	conf_tls_string(sc, "ciphers", &tc->tc_ciphers);
-	conf_tls_string(sc, "ciphersuites", &tc->tc_ciphersuites);
-	conf_tls_string(sc, "groups", &tc->tc_groups);
 	conf_get_seconds(sc, "reload_interval", 1, &tc->tc_reload_interval);
 
 	if (conf_get_string(sc, "min_version", &v) != 1)
 		return;
+	s = config_setting_get_member(sc->sc_set, "min_version");
 	if (strcmp(v, "1.2") == 0)
 		tc->tc_min_version = TLS1_2_VERSION;
 	else if (strcmp(v, "1.3") == 0)
 		tc->tc_min_version = TLS1_3_VERSION;
 	else if (strcmp(v, "1.0") == 0 || strcmp(v, "1.1") == 0 ||
 	    strcmp(v, "1") == 0 || strncasecmp(v, "ssl", 3) == 0)
-		conf_keyerr(sc, config_setting_get_member(sc->sc_set,
-		    "min_version"), "min_version", "\"%s\": nothing older than "
+		conf_keyerr(sc, s, "min_version", "\"%s\": nothing older than "
 		    "TLS 1.2 is possible; write \"1.2\" or \"1.3\"", v);
 	else
-		conf_keyerr(sc, config_setting_get_member(sc->sc_set,
-		    "min_version"), "min_version", "must be \"1.2\" or \"1.3\" "
+		conf_keyerr(sc, s, "min_version", "must be \"1.2\" or \"1.3\" "
 		    "(found \"%s\")", v);
 }
 
-/* A route's own tls { } wins field by field over the global one. */
+/*
+ * A route's own tls { } wins field by field over the global g, then the
+ * defaults fill what neither gave.  cert, key and ca have no default:
+ * conf_validate() insists on them.
+ */
 static void
-conf_tls_inherit(struct conf_ctx *cx, struct tls_conf *tc,
-    const struct tls_conf *g)
+conf_tls_fill(struct conf_ctx *cx, struct tls_conf *tc, struct tls_conf *g)
 {
-	if (tc->tc_cert == NULL && g->tc_cert != NULL)
-		tc->tc_cert = conf_strdup(cx, g->tc_cert);
-	if (tc->tc_key == NULL && g->tc_key != NULL)
-		tc->tc_key = conf_strdup(cx, g->tc_key);
-	if (tc->tc_ca == NULL && g->tc_ca != NULL)
-		tc->tc_ca = conf_strdup(cx, g->tc_ca);
-	if (tc->tc_crl == NULL && g->tc_crl != NULL)
-		tc->tc_crl = conf_strdup(cx, g->tc_crl);
-	if (tc->tc_crl_grace < 0.0)
-		tc->tc_crl_grace = g->tc_crl_grace;
-	if (tc->tc_min_version == 0)
-		tc->tc_min_version = g->tc_min_version;
-	if (tc->tc_ciphers == NULL && g->tc_ciphers != NULL)
-		tc->tc_ciphers = conf_strdup(cx, g->tc_ciphers);
-	if (tc->tc_ciphersuites == NULL && g->tc_ciphersuites != NULL)
-		tc->tc_ciphersuites = conf_strdup(cx, g->tc_ciphersuites);
-	if (tc->tc_groups == NULL && g->tc_groups != NULL)
-		tc->tc_groups = conf_strdup(cx, g->tc_groups);
-	if (tc->tc_reload_interval < 0.0)
-		tc->tc_reload_interval = g->tc_reload_interval;
-}
+	char	**f;
+	size_t	  i;
 
-/* cert, key and ca have no default: conf_validate() insists on them. */
-static void
-conf_tls_defaults(struct conf_ctx *cx, struct tls_conf *tc)
-{
+	for (i = 0; i < TLS_NSTRINGS; i++) {
+		if (*(f = conf_tls_field(tc, i)) != NULL)
+			continue;
+		if (*conf_tls_field(g, i) != NULL)
+			*f = conf_strdup(cx, *conf_tls_field(g, i));
+		else if (tls_strings[i].ts_default != NULL)
+			*f = conf_strdup(cx, tls_strings[i].ts_default);
+	}
 	if (tc->tc_crl_grace < 0.0)
-		tc->tc_crl_grace = 0.0;
+		tc->tc_crl_grace = g->tc_crl_grace < 0.0 ? 0.0 :
+		    g->tc_crl_grace;
 	if (tc->tc_min_version == 0)
-		tc->tc_min_version = TLS1_2_VERSION;
-	if (tc->tc_ciphers == NULL)
-		tc->tc_ciphers = conf_strdup(cx, CONF_DEFAULT_CIPHERS);
-	if (tc->tc_ciphersuites == NULL)
-		tc->tc_ciphersuites = conf_strdup(cx, CONF_DEFAULT_CIPHERSUITES);
-	if (tc->tc_groups == NULL)
-		tc->tc_groups = conf_strdup(cx, CONF_DEFAULT_GROUPS);
+		tc->tc_min_version = g->tc_min_version == 0 ?
+		    TLS1_2_VERSION : g->tc_min_version;
 	if (tc->tc_reload_interval < 0.0)
-		tc->tc_reload_interval = 0.0;
+		tc->tc_reload_interval = g->tc_reload_interval < 0.0 ? 0.0 :
+		    g->tc_reload_interval;
 }
 
 /*
@@ -597,8 +582,8 @@ conf_server_name_ok(const char *name)
 }
 
 static void
-conf_allow_value(const struct scope *sc, const config_setting_t *s,
-    enum rule_kind kind, const char *v, struct allow *al)
+conf_allow_value(const struct scope *sc, const config_setting_t *s, int kind,
+    const char *v, struct allow *al)
 {
 	struct allow_rule	*ar;
 	char			 err[CONF_MSG_MAX];
@@ -607,36 +592,36 @@ conf_allow_value(const struct scope *sc, const config_setting_t *s,
 		conf_keyerr(sc, s, rule_names[kind], "holds an empty string");
 		return;
 	}
-	if (policy_rule_check(kind, v, err, sizeof(err)) == -1) {
+	if (policy_rule_check((enum rule_kind)kind, v, err,
+	    sizeof(err)) == -1) {
 		conf_keyerr(sc, s, rule_names[kind], "\"%s\": %s", v, err);
 		return;
 	}
 	ar = &al->al_rules[al->al_nrules];
-	ar->ar_kind = kind;
+	ar->ar_kind = (enum rule_kind)kind;
 	if ((ar->ar_value = conf_strdup(sc->sc_cx, v)) != NULL)
 		al->al_nrules++;
 }
 
 /*
- * Nothing is open by default: a route whose allow yields no rule at all
- * is an error rather than a route that refuses everyone, or everyone's
- * surprise.  Rules keep the order of the file.
+ * Nothing is open by default: a route whose allow yields no rule at all is
+ * an error, not a route that quietly refuses everyone.  Rules keep the
+ * order of the file.
  */
 static void
 conf_allow(const struct scope *rsc, struct allow *al)
 {
+	static const char	 empty[] = "nothing is open by default -- "
+	    "list the identities to accept (or write any = true;)";
 	struct scope		 sc;
 	const config_setting_t	*s, *e;
 	size_t			 max = 0;
-	int			 i, j, k, n, nerrors;
+	int			 any, i, j, k, n, nerrors;
 
-	if (conf_get_group(rsc, "allow", &sc) != 1) {
-		if (config_setting_get_member(rsc->sc_set, "allow") == NULL)
-			conf_err(rsc, rsc->sc_set, "allow is missing; nothing "
-			    "is open by default -- list the identities to "
-			    "accept (or write any = true;)");
+	if (conf_get_group(rsc, "allow", &sc) == 0)
+		conf_err(rsc, rsc->sc_set, "allow is missing; %s", empty);
+	if (sc.sc_set == NULL)
 		return;
-	}
 	nerrors = sc.sc_cx->cx_nerrors;
 	conf_keys(&sc, rule_names);
 	n = config_setting_length(sc.sc_set);
@@ -645,8 +630,8 @@ conf_allow(const struct scope *rsc, struct allow *al)
 		max += config_setting_is_aggregate(s) ?
 		    (size_t)config_setting_length(s) : 1;
 	}
-	if (max > 0 && (al->al_rules = calloc(max,
-	    sizeof(*al->al_rules))) == NULL) {
+	if (max > 0 &&
+	    (al->al_rules = calloc(max, sizeof(*al->al_rules))) == NULL) {
 		conf_err(&sc, NULL, "out of memory");
 		return;
 	}
@@ -658,44 +643,33 @@ conf_allow(const struct scope *rsc, struct allow *al)
 		if (rule_names[k] == NULL)
 			continue;	/* conf_keys() reported it */
 		if (k == RULE_ANY) {
-			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-				conf_keyerr(&sc, s, "any", "must be true or "
-				    "false (found %s)", conf_type_name(s));
-			else if (config_setting_get_bool(s))
+			/* "any = false;" is allowed, and adds nothing. */
+			if (conf_get_bool(&sc, "any", &any) == 1 && any)
 				al->al_rules[al->al_nrules++].ar_kind =
 				    RULE_ANY;
-			continue;
-		}
-		switch (config_setting_type(s)) {
-		case CONFIG_TYPE_STRING:
-			conf_allow_value(&sc, s, (enum rule_kind)k,
+		} else if (config_setting_type(s) == CONFIG_TYPE_STRING)
+			conf_allow_value(&sc, s, k,
 			    config_setting_get_string(s), al);
-			break;
-		case CONFIG_TYPE_ARRAY:
-		case CONFIG_TYPE_LIST:
+		else if (config_setting_is_array(s) ||
+		    config_setting_is_list(s)) {
 			for (j = 0; j < config_setting_length(s); j++) {
 				e = config_setting_get_elem(s, (unsigned int)j);
-				if (config_setting_type(e) == CONFIG_TYPE_STRING)
-					conf_allow_value(&sc, e,
-					    (enum rule_kind)k,
+				if (config_setting_type(e) ==
+				    CONFIG_TYPE_STRING)
+					conf_allow_value(&sc, e, k,
 					    config_setting_get_string(e), al);
 				else
 					conf_keyerr(&sc, e, rule_names[k],
 					    "must hold only strings (found %s)",
-					    conf_type_name(e));
+					    type_names[config_setting_type(e)]);
 			}
-			break;
-		default:
+		} else
 			conf_keyerr(&sc, s, rule_names[k], "must be a string "
 			    "or a list of strings (found %s)",
-			    conf_type_name(s));
-			break;
-		}
+			    type_names[config_setting_type(s)]);
 	}
 	if (al->al_nrules == 0 && sc.sc_cx->cx_nerrors == nerrors)
-		conf_err(rsc, sc.sc_set, "allow is empty; nothing is open by "
-		    "default -- list the identities to accept (or write "
-		    "any = true;)");
+		conf_err(rsc, sc.sc_set, "allow is empty; %s", empty);
 }
 
 static void
@@ -714,7 +688,7 @@ conf_route(struct conf_ctx *cx, struct route_ctx *rc)
 	r->r_line = (int)config_setting_source_line(rc->rc_set);
 	if (!config_setting_is_group(rc->rc_set)) {
 		conf_err(&sc, rc->rc_set, "must be a group { name = ...; } "
-		    "(found %s)", conf_type_name(rc->rc_set));
+		    "(found %s)", type_names[config_setting_type(rc->rc_set)]);
 		return;
 	}
 
@@ -724,12 +698,12 @@ conf_route(struct conf_ctx *cx, struct route_ctx *rc)
 		conf_err(&sc, rc->rc_set, "name is required");
 		break;
 	case 1:
-		if (strspn(v, CONF_NAME_CHARS) != strlen(v))
+		if (strspn(v, CONF_NAME_CHARS) == strlen(v))
+			r->r_name = conf_strdup(cx, v);
+		else
 			conf_keyerr(&sc, config_setting_get_member(rc->rc_set,
 			    "name"), "name", "\"%s\" may hold only letters, "
 			    "digits, '_', '.' and '-'", v);
-		else
-			r->r_name = conf_strdup(cx, v);
 		break;
 	}
 	conf_keys(&sc, in ? inbound_keys : outbound_keys);
@@ -776,52 +750,50 @@ static void
 conf_routes(const struct scope *sc, struct conf *conf)
 {
 	static const char *const lists[] = { "inbound", "outbound" };
-	static const enum route_dir dirs[] = { ROUTE_INBOUND, ROUTE_OUTBOUND };
+	struct conf_ctx		*cx = sc->sc_cx;
 	const config_setting_t	*l[2];
 	struct route_ctx	*rc;
-	struct route		*r;
 	size_t			 total = 0;
-	int			 d, i, n;
+	int			 d, i, rv;
 
 	for (d = 0; d < 2; d++) {
-		l[d] = config_setting_get_member(sc->sc_set, lists[d]);
-		if (l[d] == NULL)
-			continue;
-		/* libconfig spells an empty list "[ ]" as well as "( )". */
-		if (!config_setting_is_list(l[d]) &&
-		    !(config_setting_is_array(l[d]) &&
-		    config_setting_length(l[d]) == 0)) {
-			conf_keyerr(sc, l[d], lists[d], "must be a list of "
-			    "routes: ( { ... }, { ... } ) (found %s)",
-			    conf_type_name(l[d]));
-			sc->sc_cx->cx_lists_bad = 1;
+		/* libconfig reads an empty "[ ]" as an array, not a list. */
+		l[d] = conf_typed(sc, lists[d], T(LIST) | T(ARRAY),
+		    "a list of routes ( { ... }, ... )", &rv);
+		if (rv == -1 || (l[d] != NULL &&
+		    config_setting_is_array(l[d]) &&
+		    config_setting_length(l[d]) > 0)) {
+			if (rv != -1)
+				conf_keyerr(sc, l[d], lists[d], "must be a "
+				    "list of routes ( { ... }, ... ), not an "
+				    "array");
+			cx->cx_lists_bad = 1;
 			l[d] = NULL;
-			continue;
 		}
-		total += (size_t)config_setting_length(l[d]);
+		if (l[d] != NULL)
+			total += (size_t)config_setting_length(l[d]);
 	}
 	if (total == 0)
 		return;
 	conf->c_routes = calloc(total, sizeof(*conf->c_routes));
-	sc->sc_cx->cx_rctx = calloc(total, sizeof(*sc->sc_cx->cx_rctx));
-	if (conf->c_routes == NULL || sc->sc_cx->cx_rctx == NULL) {
+	cx->cx_rctx = calloc(total, sizeof(*cx->cx_rctx));
+	if (conf->c_routes == NULL || cx->cx_rctx == NULL) {
 		conf_err(sc, NULL, "out of memory");
 		return;
 	}
 	for (d = 0; d < 2; d++) {
-		n = l[d] == NULL ? 0 : config_setting_length(l[d]);
-		for (i = 0; i < n; i++) {
-			r = &conf->c_routes[conf->c_nroutes];
-			rc = &sc->sc_cx->cx_rctx[conf->c_nroutes];
-			conf->c_nroutes++;
-			r->r_dir = dirs[d];
-			r->r_proxy_protocol = -1;
-			conf_tls_unset(&r->r_tls);
-			rc->rc_route = r;
+		for (i = 0; l[d] != NULL && i < config_setting_length(l[d]);
+		    i++) {
+			rc = &cx->cx_rctx[conf->c_nroutes];
+			rc->rc_route = &conf->c_routes[conf->c_nroutes++];
+			rc->rc_route->r_dir = d == 0 ? ROUTE_INBOUND :
+			    ROUTE_OUTBOUND;
+			rc->rc_route->r_proxy_protocol = -1;
+			conf_tls_unset(&rc->rc_route->r_tls);
 			rc->rc_index = i + 1;
 			rc->rc_set = config_setting_get_elem(l[d],
 			    (unsigned int)i);
-			conf_route(sc->sc_cx, rc);
+			conf_route(cx, rc);
 		}
 	}
 }
@@ -863,6 +835,7 @@ conf_parse(struct conf_ctx *cx, const config_setting_t *root,
     struct conf *conf)
 {
 	struct scope	 top, sc;
+	struct limits	*l = &conf->c_limits;
 	const char	*v;
 	long long	 ll;
 
@@ -878,7 +851,6 @@ conf_parse(struct conf_ctx *cx, const config_setting_t *root,
 		conf->c_group = conf_strdup(cx, v);
 	if (conf_get_int(&top, "workers", 0, CONF_WORKERS_MAX, &ll) == 1)
 		conf->c_workers = (int)ll;
-
 	if (conf_get_group(&top, "log", &sc) == 1) {
 		conf_keys(&sc, log_keys);
 		conf_get_enum(&sc, "level", level_names, &cx->cx_log_level);
@@ -892,19 +864,16 @@ conf_parse(struct conf_ctx *cx, const config_setting_t *root,
 	if (conf_get_group(&top, "limits", &sc) == 1) {
 		conf_keys(&sc, limits_keys);
 		if (conf_get_int(&sc, "max_connections", 1, INT_MAX, &ll) == 1)
-			conf->c_limits.l_max_connections = (unsigned int)ll;
+			l->l_max_connections = (unsigned int)ll;
 		conf_get_seconds(&sc, "handshake_timeout", 0,
-		    &conf->c_limits.l_handshake_timeout);
+		    &l->l_handshake_timeout);
 		conf_get_seconds(&sc, "connect_timeout", 0,
-		    &conf->c_limits.l_connect_timeout);
-		conf_get_seconds(&sc, "idle_timeout", 0,
-		    &conf->c_limits.l_idle_timeout);
-		conf_get_seconds(&sc, "drain_timeout", 0,
-		    &conf->c_limits.l_drain_timeout);
+		    &l->l_connect_timeout);
+		conf_get_seconds(&sc, "idle_timeout", 0, &l->l_idle_timeout);
+		conf_get_seconds(&sc, "drain_timeout", 0, &l->l_drain_timeout);
 	}
 	if (conf_get_group(&top, "tls", &sc) == 1)
 		conf_tls(&sc, &cx->cx_tls);
-
 	conf_routes(&top, conf);
 }
 
@@ -912,6 +881,7 @@ conf_parse(struct conf_ctx *cx, const config_setting_t *root,
 static void
 conf_defaults(struct conf_ctx *cx, struct conf *conf)
 {
+	struct limits	*l = &conf->c_limits;
 	struct route	*r;
 	size_t		 i;
 
@@ -923,23 +893,22 @@ conf_defaults(struct conf_ctx *cx, struct conf *conf)
 	    (enum log_format)cx->cx_log_format;
 	if (conf->c_seccomp == -1)
 		conf->c_seccomp = 1;
-	if (conf->c_limits.l_max_connections == 0)
-		conf->c_limits.l_max_connections = 10000;
-	if (conf->c_limits.l_handshake_timeout < 0.0)
-		conf->c_limits.l_handshake_timeout = 10.0;
-	if (conf->c_limits.l_connect_timeout < 0.0)
-		conf->c_limits.l_connect_timeout = 5.0;
-	if (conf->c_limits.l_idle_timeout < 0.0)
-		conf->c_limits.l_idle_timeout = 300.0;
-	if (conf->c_limits.l_drain_timeout < 0.0)
-		conf->c_limits.l_drain_timeout = 30.0;
+	if (l->l_max_connections == 0)
+		l->l_max_connections = 10000;
+	if (l->l_handshake_timeout < 0.0)
+		l->l_handshake_timeout = 10.0;
+	if (l->l_connect_timeout < 0.0)
+		l->l_connect_timeout = 5.0;
+	if (l->l_idle_timeout < 0.0)
+		l->l_idle_timeout = 300.0;
+	if (l->l_drain_timeout < 0.0)
+		l->l_drain_timeout = 30.0;
 
 	for (i = 0; i < conf->c_nroutes; i++) {
 		r = &conf->c_routes[i];
 		if (r->r_proxy_protocol == -1)
 			r->r_proxy_protocol = 0;
-		conf_tls_inherit(cx, &r->r_tls, &cx->cx_tls);
-		conf_tls_defaults(cx, &r->r_tls);
+		conf_tls_fill(cx, &r->r_tls, &cx->cx_tls);
 		/* SNI and the name check default to the host dialled. */
 		if (r->r_dir == ROUTE_OUTBOUND && r->r_server_name == NULL &&
 		    cx->cx_rctx[i].rc_target_ok &&
@@ -958,12 +927,10 @@ conf_addr_equal(const struct addr *a, const struct addr *b)
 	    memcmp(&a->a_ss, &b->a_ss, a->a_sslen) == 0;
 }
 
-/* The checks that span several values, after the defaults are in. */
+/* The checks that span several values, once the defaults are in. */
 static void
 conf_validate(struct conf_ctx *cx, struct conf *conf)
 {
-	static const char	 hint[] = "is not set (give it in the global "
-	    "tls { } or in the route's own tls { })";
 	struct scope		 sc;
 	struct route_ctx	*rc, *oc;
 	struct route		*r, *o;
@@ -984,12 +951,12 @@ conf_validate(struct conf_ctx *cx, struct conf *conf)
 		sc.sc_route = rc;
 		if (!config_setting_is_group(rc->rc_set))
 			continue;	/* reported, and nothing was read */
-		if (r->r_tls.tc_cert == NULL)
-			conf_err(&sc, rc->rc_set, "tls.cert %s", hint);
-		if (r->r_tls.tc_key == NULL)
-			conf_err(&sc, rc->rc_set, "tls.key %s", hint);
-		if (r->r_tls.tc_ca == NULL)
-			conf_err(&sc, rc->rc_set, "tls.ca %s", hint);
+		for (j = 0; j < TLS_NREQUIRED; j++)
+			if (*conf_tls_field(&r->r_tls, j) == NULL)
+				conf_err(&sc, rc->rc_set, "tls.%s is not set "
+				    "(give it in the global tls { } or in the "
+				    "route's own tls { })",
+				    tls_strings[j].ts_key);
 		if (r->r_dir == ROUTE_OUTBOUND && r->r_server_name == NULL &&
 		    rc->rc_target_ok && config_setting_get_member(rc->rc_set,
 		    "server_name") == NULL)
@@ -1006,8 +973,8 @@ conf_validate(struct conf_ctx *cx, struct conf *conf)
 				    conf_route_dir_name(o->r_dir), o->r_line);
 			if (rc->rc_listen_ok && oc->rc_listen_ok &&
 			    conf_addr_equal(&r->r_listen, &o->r_listen))
-				conf_err(&sc, rc->rc_set, "listen %s is already "
-				    "used by the %s route at line %d",
+				conf_err(&sc, rc->rc_set, "listen %s is "
+				    "already used by the %s route at line %d",
 				    addr_str(&r->r_listen, buf, sizeof(buf)),
 				    conf_route_dir_name(o->r_dir), o->r_line);
 		}
@@ -1025,7 +992,6 @@ conf_build(config_t *cfg, const char *name, FILE *errf, struct conf **out)
 	struct conf_ctx	 cx;
 	struct conf	*conf;
 	const char	*file;
-	int		 line;
 
 	memset(&cx, 0, sizeof(cx));
 	cx.cx_errf = errf;
@@ -1051,9 +1017,9 @@ conf_build(config_t *cfg, const char *name, FILE *errf, struct conf **out)
 		/* An error inside an @include names the included file. */
 		file = config_error_file(cfg) != NULL ?
 		    config_error_file(cfg) : name;
-		if ((line = config_error_line(cfg)) > 0)
-			fprintf(errf, "%s:%d: %s\n", file, line,
-			    config_error_text(cfg));
+		if (config_error_line(cfg) > 0)
+			fprintf(errf, "%s:%d: %s\n", file,
+			    config_error_line(cfg), config_error_text(cfg));
 		else
 			fprintf(errf, "%s: %s\n", file, config_error_text(cfg));
 		cx.cx_nerrors++;
@@ -1137,15 +1103,10 @@ conf_free(struct conf *conf)
 	free(conf);
 }
 
-static void
-conf_print_seconds(FILE *out, const char *key, double v)
-{
-	fprintf(out, "%-24s %gs\n", key, v);
-}
-
 void
 conf_print(const struct conf *conf, FILE *out)
 {
+	const struct limits	*l = &conf->c_limits;
 	const struct route	*r;
 	const struct tls_conf	*tc;
 	const struct allow_rule	*ar;
@@ -1153,68 +1114,63 @@ conf_print(const struct conf *conf, FILE *out)
 	size_t			 i, j;
 
 	fprintf(out, "# effective configuration of %s\n", conf->c_path);
-	fprintf(out, "%-24s %s\n", "user", conf->c_user != NULL ?
+	fprintf(out, "user                   %s\n", conf->c_user != NULL ?
 	    conf->c_user : "(unset: 65534 when started as root)");
-	fprintf(out, "%-24s %s\n", "group", conf->c_group != NULL ?
+	fprintf(out, "group                  %s\n", conf->c_group != NULL ?
 	    conf->c_group : "(unset: 65534 when started as root)");
-	fprintf(out, "%-24s %d%s\n", "workers", conf->c_workers,
+	fprintf(out, "workers                %d%s\n", conf->c_workers,
 	    conf->c_workers == 0 ? " (one per online CPU)" : "");
-	fprintf(out, "%-24s %s\n", "log.level",
-	    level_names[conf->c_log_level]);
-	fprintf(out, "%-24s %s\n", "log.format",
-	    format_names[conf->c_log_format]);
-	fprintf(out, "%-24s %s\n", "admin.listen", conf->c_admin_enabled ?
+	fprintf(out, "log                    level %s, format %s\n",
+	    level_names[conf->c_log_level], format_names[conf->c_log_format]);
+	fprintf(out, "admin.listen           %s\n", conf->c_admin_enabled ?
 	    addr_str(&conf->c_admin_listen, buf, sizeof(buf)) : "(off)");
-	fprintf(out, "%-24s %s\n", "sandbox.seccomp",
+	fprintf(out, "sandbox.seccomp        %s\n",
 	    conf->c_seccomp ? "true" : "false");
-	fprintf(out, "%-24s %u\n", "limits.max_connections",
-	    conf->c_limits.l_max_connections);
-	conf_print_seconds(out, "limits.handshake_timeout",
-	    conf->c_limits.l_handshake_timeout);
-	conf_print_seconds(out, "limits.connect_timeout",
-	    conf->c_limits.l_connect_timeout);
-	conf_print_seconds(out, "limits.idle_timeout",
-	    conf->c_limits.l_idle_timeout);
-	conf_print_seconds(out, "limits.drain_timeout",
-	    conf->c_limits.l_drain_timeout);
+	fprintf(out, "limits                 max_connections %u, "
+	    "handshake_timeout %gs, connect_timeout %gs, idle_timeout %gs, "
+	    "drain_timeout %gs\n", l->l_max_connections,
+	    l->l_handshake_timeout, l->l_connect_timeout, l->l_idle_timeout,
+	    l->l_drain_timeout);
 
 	for (i = 0; i < conf->c_nroutes; i++) {
 		r = &conf->c_routes[i];
 		tc = &r->r_tls;
 		fprintf(out, "\n%s route \"%s\" (line %d)\n",
 		    conf_route_dir_name(r->r_dir), r->r_name, r->r_line);
-		fprintf(out, "  %-22s %s\n", "listen",
+		fprintf(out, "  listen               %s\n",
 		    addr_str(&r->r_listen, buf, sizeof(buf)));
-		fprintf(out, "  %-22s %s\n", "target",
+		fprintf(out, "  target               %s\n",
 		    addr_str(&r->r_target, buf, sizeof(buf)));
 		if (r->r_dir == ROUTE_OUTBOUND)
-			fprintf(out, "  %-22s %s\n", "server_name",
+			fprintf(out, "  server_name          %s\n",
 			    r->r_server_name);
 		else
-			fprintf(out, "  %-22s %s\n", "proxy_protocol",
+			fprintf(out, "  proxy_protocol       %s\n",
 			    r->r_proxy_protocol ? "true" : "false");
 		for (j = 0; j < r->r_allow.al_nrules; j++) {
 			ar = &r->r_allow.al_rules[j];
-			fprintf(out, "  %-22s %s%s%s\n", "allow",
+			fprintf(out, "  allow                %s%s%s\n",
 			    conf_rule_kind_name(ar->ar_kind),
 			    ar->ar_value != NULL ? " " : "",
 			    ar->ar_value != NULL ? ar->ar_value : "");
 		}
-		fprintf(out, "  %-22s %s\n", "tls.cert", tc->tc_cert);
-		fprintf(out, "  %-22s %s\n", "tls.key", tc->tc_key);
-		fprintf(out, "  %-22s %s\n", "tls.ca", tc->tc_ca);
-		fprintf(out, "  %-22s %s\n", "tls.crl",
-		    tc->tc_crl != NULL ? tc->tc_crl : "(none)");
-		fprintf(out, "  %-22s %gs\n", "tls.crl_grace", tc->tc_crl_grace);
-		fprintf(out, "  %-22s %s\n", "tls.min_version",
-		    tc->tc_min_version == TLS1_3_VERSION ? "1.3" : "1.2");
-		fprintf(out, "  %-22s %s\n", "tls.ciphers", tc->tc_ciphers);
-		fprintf(out, "  %-22s %s\n", "tls.ciphersuites",
-		    tc->tc_ciphersuites);
-		fprintf(out, "  %-22s %s\n", "tls.groups", tc->tc_groups);
-		fprintf(out, "  %-22s %gs%s\n", "tls.reload_interval",
+		fprintf(out, "  tls.cert             %s\n"
+		    "  tls.key              %s\n"
+		    "  tls.ca               %s\n"
+		    "  tls.crl              %s\n"
+		    "  tls.crl_grace        %gs\n"
+		    "  tls.min_version      %s\n"
+		    "  tls.ciphers          %s\n"
+		    "  tls.ciphersuites     %s\n"
+		    "  tls.groups           %s\n"
+		    "  tls.reload_interval  %gs%s\n",
+		    tc->tc_cert, tc->tc_key, tc->tc_ca,
+		    tc->tc_crl != NULL ? tc->tc_crl : "(none)",
+		    tc->tc_crl_grace,
+		    tc->tc_min_version == TLS1_3_VERSION ? "1.3" : "1.2",
+		    tc->tc_ciphers, tc->tc_ciphersuites, tc->tc_groups,
 		    tc->tc_reload_interval, tc->tc_reload_interval > 0.0 ?
-		    "" : " (only on SIGHUP)");
+		    "" : " (SIGHUP only)");
 	}
 }
 

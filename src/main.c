@@ -20,6 +20,7 @@
 #include "mtlsd/conf.h"
 #include "mtlsd/log.h"
 #include "mtlsd/proxy.h"
+#include "mtlsd/sandbox.h"
 #include "mtlsd/tls.h"
 
 #define MTLSD_VERSION	"0.1.0"
@@ -50,6 +51,7 @@ static int	build_tls(const struct conf *, struct tls_route ***);
 static void	free_tls(const struct conf *, struct tls_route **);
 static int	explain(const struct conf *, struct tls_route **,
 		    const char *, const char *);
+static int	sandbox_started(void *);
 
 static void
 usage(FILE *f)
@@ -133,12 +135,29 @@ explain(const struct conf *conf, struct tls_route **tls, const char *pem,
 	return rc == 0 ? EXIT_OK : EXIT_RUNTIME;
 }
 
+/* Once every worker thread exists: each must show the dropped state. */
+static int
+sandbox_started(void *arg)
+{
+	struct sandbox	*sb = arg;
+	char		 err[512];
+
+	if (sandbox_check(sb, err, sizeof(err)) == -1) {
+		log_errorx("sandbox check failed after start: %s; refusing "
+		    "to serve", err);
+		return -1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
 	struct conf		 *conf = NULL;
 	struct tls_route	**tls = NULL;
 	struct proxy		 *p = NULL;
+	struct sandbox		  sb;
+	char			  err[512], state[256];
 	const char		 *path = CONF_DEFAULT_PATH;
 	const char		 *pem = NULL, *route = NULL;
 	int			  ch, check = 0, rc = EXIT_RUNTIME;
@@ -215,6 +234,24 @@ main(int argc, char *argv[])
 	}
 	if ((p = proxy_new(conf, tls)) == NULL || proxy_bind(p) == -1)
 		goto out;
+
+	/* Bound and loaded: now give up everything that is left. */
+	if (sandbox_prepare(conf, &sb, err, sizeof(err)) == -1 ||
+	    sandbox_enter(&sb, err, sizeof(err)) == -1) {
+		log_errorx("sandbox: %s; refusing to serve", err);
+		goto out;
+	}
+	if (!conf->c_seccomp)
+		log_warnx("sandbox: the seccomp filter is OFF "
+		    "(sandbox.seccomp = false): any system call is allowed");
+	if (sandbox_check(&sb, err, sizeof(err)) == -1) {
+		log_errorx("sandbox check failed: %s; refusing to serve", err);
+		goto out;
+	}
+	sandbox_state_str(&sb.sb_state, state, sizeof(state));
+	log_info("sandbox: %s", state);
+	p->p_started = sandbox_started;
+	p->p_started_arg = &sb;
 	log_info("mtlsd %s started with %zu route%s", MTLSD_VERSION,
 	    conf->c_nroutes, conf->c_nroutes == 1 ? "" : "s");
 	rc = proxy_run(p);

@@ -74,6 +74,8 @@ proxy_new(const struct conf *conf, struct tls_route **tls)
 		p->p_nworkers = MAX_WORKERS;
 	atomic_init(&p->p_active, 0);
 	atomic_init(&p->p_stopping, 0);
+	pthread_mutex_init(&p->p_go_mtx, NULL);
+	pthread_cond_init(&p->p_go_cond, NULL);
 
 	if ((p->p_fds = calloc(conf->c_nroutes * p->p_nworkers,
 	    sizeof(int))) == NULL)
@@ -300,15 +302,25 @@ static void *
 proxy_worker_main(void *arg)
 {
 	struct worker	*w = arg;
+	struct proxy	*p = w->w_proxy;
 	sigset_t	 all;
 	size_t		 i;
+	int		 go;
 
 	/* Signals are the main thread's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&p->p_go_mtx);
+	while (p->p_go == 0)
+		pthread_cond_wait(&p->p_go_cond, &p->p_go_mtx);
+	go = p->p_go;
+	pthread_mutex_unlock(&p->p_go_mtx);
+	if (go != 1)
+		goto done;
 	for (i = 0; i < w->w_nlisteners; i++)
 		event_add(&w->w_listeners[i].l_ev, NULL);
 	event_base_loop(w->w_base, EVLOOP_NO_EXIT_ON_EMPTY);
+done:
 	if (atomic_fetch_sub(&workers_running, 1) == 1)
 		event_active(main_done, EV_READ, 0);
 	return NULL;
@@ -397,21 +409,24 @@ proxy_run(struct proxy *p)
 		if (pthread_create(&p->p_workers[k].w_thread, NULL,
 		    proxy_worker_main, &p->p_workers[k]) != 0) {
 			log_warnx("cannot start worker %u", k);
-			atomic_store(&p->p_stopping, 2);
-			atomic_fetch_sub(&workers_running,
-			    p->p_nworkers - k);
-			proxy_wake_all(p);
 			break;
 		}
 		started++;
 	}
-	if (started == p->p_nworkers) {
+	for (k = started; k < p->p_nworkers; k++)
+		atomic_fetch_sub(&workers_running, 1);
+	if (started == p->p_nworkers && (p->p_started == NULL ||
+	    p->p_started(p->p_started_arg) == 0))
+		rc = 0;
+	pthread_mutex_lock(&p->p_go_mtx);
+	p->p_go = rc == 0 ? 1 : -1;
+	pthread_cond_broadcast(&p->p_go_cond);
+	pthread_mutex_unlock(&p->p_go_mtx);
+	if (rc == 0) {
 		log_info("serving with %u worker%s", started,
 		    started == 1 ? "" : "s");
-		rc = 0;
-	}
-	if (started > 0)
 		event_base_loop(main_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	}
 	for (k = 0; k < started; k++)
 		pthread_join(p->p_workers[k].w_thread, NULL);
 	if (rc == 0)
@@ -472,5 +487,7 @@ proxy_free(struct proxy *p)
 		}
 	free(p->p_fds);
 	free(p->p_workers);
+	pthread_cond_destroy(&p->p_go_cond);
+	pthread_mutex_destroy(&p->p_go_mtx);
 	free(p);
 }

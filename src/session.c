@@ -115,6 +115,8 @@ struct session {
 	int			 s_attempts;	/* connects tried */
 	struct timespec		 s_hs_start;
 	struct tls_judgement	 s_j;
+	const char		*s_tls_version;	/* static strings of libssl */
+	const char		*s_cipher;
 	char			 s_peer[ADDR_STR_MAX];
 };
 
@@ -389,10 +391,18 @@ flow_run(struct session *s, struct flow *f, int *which)
 			continue;
 		}
 		if (f->f_src->e_eof) {
-			if (!f->f_dst->e_shut &&
-			    (r = end_shutdown(f->f_dst)) == -1) {
-				*which = 1;
-				return -1;
+			if (f->f_dst->e_shut)
+				break;
+			if ((r = end_shutdown(f->f_dst)) == -1) {
+				/*
+				 * A peer that closed both ways before our
+				 * end of stream reached it lost nothing.
+				 */
+				if (!f->f_dst->e_eof) {
+					*which = 1;
+					return -1;
+				}
+				f->f_dst->e_shut = 1;
 			}
 			break;
 		}
@@ -638,6 +648,8 @@ session_handshake(struct session *s)
 	if ((r = SSL_do_handshake(e->e_ssl)) == 1) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		s->s_hs_seconds = elapsed(&s->s_hs_start, &now);
+		s->s_tls_version = SSL_get_version(e->e_ssl);
+		s->s_cipher = SSL_get_cipher_name(e->e_ssl);
 		if (!tls_handshake_done(s->s_tls, e->e_ssl, &s->s_j)) {
 			session_close(s, "identity_rejected", s->s_j.tj_error);
 			return;
@@ -825,8 +837,7 @@ session_log(struct session *s, const char *result, const char *reason)
 	struct timespec		 now;
 	char			 in[32], out[32], dur[32], hs[32];
 	char			 scratch[1024];
-	const char		*ident, *ver = "-", *cipher = "-";
-	SSL			*ssl = s->s_tlsend ? s->s_tlsend->e_ssl : NULL;
+	const char		*ident, *ver, *cipher;
 	size_t			 n = 0;
 	int			 reject;
 
@@ -837,10 +848,8 @@ session_log(struct session *s, const char *result, const char *reason)
 	if (reject && !log_reject_allowed())
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (ssl != NULL && SSL_is_init_finished(ssl)) {
-		ver = SSL_get_version(ssl);
-		cipher = SSL_get_cipher_name(ssl);
-	}
+	ver = s->s_tls_version != NULL ? s->s_tls_version : "-";
+	cipher = s->s_cipher != NULL ? s->s_cipher : "-";
 	ident = policy_primary(&s->s_j.tj_ids);
 	snprintf(in, sizeof(in), "%llu", (unsigned long long)s->s_in.f_bytes);
 	snprintf(out, sizeof(out), "%llu",

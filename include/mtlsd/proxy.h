@@ -56,6 +56,12 @@ struct proxy {
 	int			*p_fds;		/* [route][worker] */
 	atomic_uint		 p_active;	/* client connections */
 	atomic_int		 p_stopping;	/* 1 drain, 2 close now */
+	pthread_mutex_t		 p_go_mtx;	/* workers wait for the check */
+	pthread_cond_t		 p_go_cond;
+	int			 p_go;		/* 0 wait, 1 serve, -1 stop */
+	/* Runs once every worker thread exists, before any serves. */
+	int			(*p_started)(void *);
+	void			*p_started_arg;
 };
 
 /* Builds the workers of conf; the contexts must outlive the proxy. */
