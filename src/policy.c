@@ -208,7 +208,7 @@ policy_ids_san(const GENERAL_NAMES *gens, int type, enum rule_kind kind,
 		data = ASN1_STRING_get0_data(s);
 		len = (size_t)ASN1_STRING_length(s);
 		if (type == GEN_IPADD) {
-			/* Other lengths are name-constraint forms, not hosts. */
+			/* Other lengths are name constraints, not hosts. */
 			if ((len != 4 && len != 16) || inet_ntop(len == 4 ?
 			    AF_INET : AF_INET6, data, ip, sizeof(ip)) == NULL)
 				continue;
@@ -408,8 +408,7 @@ policy_uri_seg_ok(const char *s, size_t n)
 {
 	size_t	dots, i;
 
-	if (n == 0)
-		return (0);
+	/* An empty segment counts no dots, and is refused with them. */
 	dots = 0;
 	for (i = 0; i < n; dots++) {
 		if (s[i] == '.')
@@ -596,6 +595,7 @@ policy_accept(struct verdict *v, const struct allow_rule *r,
 
 	v->v_accept = 1;
 	v->v_rule = r;
+	v->v_match = identity;
 	policy_sb_init(&sb, v->v_identity, sizeof(v->v_identity));
 	policy_sb_add(&sb, identity);
 
@@ -667,6 +667,9 @@ policy_judge(const struct allow *allow, const struct identities *ids,
 	}
 	policy_sb_add(&sb, ")");
 }
+
+static int	policy_fail(char *, size_t, const char *, ...)
+		    __attribute__((__format__(__printf__, 3, 4)));
 
 /* Writes a sentence into err and returns -1, for policy_rule_check(). */
 static int
@@ -766,9 +769,10 @@ policy_check_dns(const char *v, char *err, size_t errlen)
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		    (c >= '0' && c <= '9') || c == '-'))
 			return (policy_fail(err, errlen, c > ' ' && c < 0x7f ?
-			    "a dns name may hold only letters, digits, '-' and "
-			    "'.', not '%c'" : "a dns name may hold only letters, "
-			    "digits, '-' and '.', not byte 0x%02x", c));
+			    "a dns name may hold only letters, digits, '-' "
+			    "and '.', not '%c'" : "a dns name may hold only "
+			    "letters, digits, '-' and '.', not byte 0x%02x",
+			    c));
 		if (++label > 63)
 			return (policy_fail(err, errlen, "a dns label may have "
 			    "at most 63 characters"));

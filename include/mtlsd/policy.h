@@ -29,6 +29,8 @@ struct verdict {
 	int			 v_accept;
 	const struct allow_rule	*v_rule;	/* the rule that matched */
 	char			 v_identity[POLICY_TEXT_MAX]; /* what matched */
+	/* The whole matched value, never cut; valid while ids live. */
+	const char		*v_match;
 	char			 v_reason[POLICY_TEXT_MAX];
 };
 
@@ -54,7 +56,7 @@ void	 policy_identities_str(const struct identities *ids, char *buf,
 /*
  * Judges ids against allow.  v_accept is 1 when a rule matched; then
  * v_rule and v_identity say which.  v_reason always holds a sentence,
- * e.g. "identity not allowed: spiffe://x/y (rules: uri spiffe://x/z)".
+ * e.g. "identity not allowed: spiffe://x/y (allowed: uri spiffe://x/z)".
  */
 void	 policy_judge(const struct allow *allow, const struct identities *ids,
 	    struct verdict *v);

@@ -9,11 +9,13 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -119,7 +121,7 @@ gens_add(GENERAL_NAMES *gens, int type, const void *data, int len)
 static void
 cert_san_raw(X509 *x, GENERAL_NAMES *gens)
 {
-	assert_int_equal(X509_add1_i2d(x, NID_subject_alt_name, gens, 0,
+	assert_int_equal(X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0,
 	    X509V3_ADD_DEFAULT), 1);
 	GENERAL_NAMES_free(gens);
 }
@@ -432,6 +434,9 @@ test_policy_match_ip_forms(void **state)
 	assert_int_equal(policy_match_ip("10.0.0.1", "::ffff:10.0.0.1"), 0);
 	assert_int_equal(policy_match_ip("::ffff:10.0.0.1", "10.0.0.1"), 0);
 	assert_int_equal(policy_match_ip("127.0.0.1", "::1"), 0);
+	/* Same leading bytes (0a 00 00 01), different families. */
+	assert_int_equal(policy_match_ip("10.0.0.1", "a00:1::"), 0);
+	assert_int_equal(policy_match_ip("a00:1::", "10.0.0.1"), 0);
 }
 
 static void
@@ -603,10 +608,10 @@ test_policy_identities_control_chars_ignored(void **state)
 static void
 test_policy_identities_subject_to_utf8(void **state)
 {
-	/* "Zürich" and then a lone surrogate, as BMPString (UTF-16BE). */
+	/* "Zürich" as BMPString (UTF-16BE), "Café" as Latin-1 T61String. */
 	const unsigned char	 bmp[] = { 0, 'Z', 0, 0xfc, 0, 'r', 0, 'i',
 	    0, 'c', 0, 'h' };
-	const unsigned char	 bad[] = { 0, 'a', 0xd8, 0x00 };
+	const unsigned char	 t61[] = { 'C', 'a', 'f', 0xe9 };
 	struct allow_rule	 rules[] = { { RULE_CN, "Z\xc3\xbcrich" } };
 	struct identities	 ids;
 	struct verdict		 v;
@@ -615,14 +620,47 @@ test_policy_identities_subject_to_utf8(void **state)
 	x = cert_new(state, NULL);
 	cert_subject_raw(x, NID_commonName, V_ASN1_BMPSTRING, bmp,
 	    sizeof(bmp));
-	cert_subject_raw(x, NID_commonName, V_ASN1_BMPSTRING, bad,
-	    sizeof(bad));
+	cert_subject_raw(x, NID_organizationName, V_ASN1_T61STRING, t61,
+	    sizeof(t61));
 	x = cert_done(state, x);
 	assert_int_equal(policy_identities(x, &ids), 0);
-	assert_ids(&ids, "cn:Z\xc3\xbcrich");
+	assert_ids(&ids, "cn:Z\xc3\xbcrich o:Caf\xc3\xa9");
 	policy_identities_free(&ids);
 	judge(x, rules, NELEM(rules), &v);
 	assert_int_equal(v.v_accept, 1);
+	X509_free(x);
+}
+
+static void
+test_policy_identities_bad_san_keeps_error_queue(void **state)
+{
+	const char *const subject[] = { "CN", "c", NULL };
+	/* A SEQUENCE whose dNSName claims more bytes than there are. */
+	const unsigned char	 der[] = { 0x30, 0x03, 0x82, 0x05, 'a' };
+	ASN1_OCTET_STRING	*os;
+	X509_EXTENSION		*ext;
+	struct identities	 ids;
+	X509			*x;
+
+	assert_non_null(os = ASN1_OCTET_STRING_new());
+	assert_int_equal(ASN1_OCTET_STRING_set(os, der, sizeof(der)), 1);
+	assert_non_null(ext = X509_EXTENSION_create_by_NID(NULL,
+	    NID_subject_alt_name, 0, os));
+	x = cert_new(state, subject);
+	assert_int_equal(X509_add_ext(x, ext, -1), 1);
+	X509_EXTENSION_free(ext);
+	ASN1_OCTET_STRING_free(os);
+	x = cert_done(state, x);
+
+	/* The caller's queue holds one error of its own; it must stay so. */
+	ERR_clear_error();
+	ERR_raise(ERR_LIB_USER, 42);
+	assert_int_equal(policy_identities(x, &ids), 0);
+	assert_ids(&ids, "cn:c");
+	assert_int_equal(ERR_GET_REASON(ERR_peek_last_error()), 42);
+	assert_int_equal(ERR_GET_REASON(ERR_get_error()), 42);
+	assert_int_equal(ERR_get_error(), 0);
+	policy_identities_free(&ids);
 	X509_free(x);
 }
 
@@ -800,6 +838,8 @@ test_policy_judge_reject_reason(void **state)
 static void
 test_policy_judge_reject_reason_truncated(void **state)
 {
+	const char		*prefix = "identity not allowed: spiffe://x/y "
+	    "(allowed: uri spiffe://x/0/000";
 	struct allow_rule	 rules[10];
 	char			 pat[10][128];
 	struct verdict		 v;
@@ -817,8 +857,7 @@ test_policy_judge_reject_reason_truncated(void **state)
 	n = strlen(v.v_reason);
 	assert_int_equal(n, POLICY_TEXT_MAX - 1);
 	assert_memory_equal(v.v_reason + n - 3, "...", 3);
-	assert_memory_equal(v.v_reason, "identity not allowed: spiffe://x/y "
-	    "(allowed: uri spiffe://x/0/", 61);
+	assert_memory_equal(v.v_reason, prefix, strlen(prefix));
 	X509_free(x);
 }
 
@@ -893,7 +932,9 @@ test_policy_judge_kind_must_match(void **state)
 	struct allow_rule	 o_case[] = { { RULE_O, "example inc" } };
 	struct allow_rule	 ou_as_o[] = { { RULE_O, "payments" } };
 	struct allow_rule	 ou[] = { { RULE_OU, "payments" } };
-	struct allow_rule	 email[] = { { RULE_EMAIL, "web@example.org" } };
+	struct allow_rule	 email[] = {
+		{ RULE_EMAIL, "web@example.org" }
+	};
 	struct verdict		 v;
 	X509			*x;
 
@@ -1160,6 +1201,8 @@ main(void)
 		cmocka_unit_test(test_policy_identities_nul_ignored),
 		cmocka_unit_test(test_policy_identities_control_chars_ignored),
 		cmocka_unit_test(test_policy_identities_subject_to_utf8),
+		cmocka_unit_test(
+		    test_policy_identities_bad_san_keeps_error_queue),
 		cmocka_unit_test(test_policy_identities_none),
 		cmocka_unit_test(test_policy_identities_free_zeroes),
 		cmocka_unit_test(test_policy_primary_uri_dns_cn),
