@@ -644,6 +644,7 @@ conf_allow(const struct scope *rsc, struct allow *al)
 			continue;	/* conf_keys() reported it */
 		if (k == RULE_ANY) {
 			/* "any = false;" is allowed, and adds nothing. */
+			any = 0;
 			if (conf_get_bool(&sc, "any", &any) == 1 && any)
 				al->al_rules[al->al_nrules++].ar_kind =
 				    RULE_ANY;
