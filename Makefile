@@ -7,7 +7,7 @@
 
 PROG=		mtlsd
 SRCS=		addr.c conf.c policy.c log.c tls.c session.c proxy.c \
-		sandbox.c sandbox_syscalls.c main.c
+		reload.c stats.c admin.c sandbox.c sandbox_syscalls.c main.c
 PKGS=		openssl libevent_core libevent_extra libevent_openssl \
 		libevent_pthreads libconfig libseccomp
 UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log

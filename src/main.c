@@ -17,13 +17,14 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
+#include "mtlsd/admin.h"
 #include "mtlsd/conf.h"
 #include "mtlsd/log.h"
 #include "mtlsd/proxy.h"
+#include "mtlsd/reload.h"
 #include "mtlsd/sandbox.h"
 #include "mtlsd/tls.h"
-
-#define MTLSD_VERSION	"0.1.0"
+#include "mtlsd/version.h"
 
 /* The contract's exit codes. */
 #define EXIT_OK		0
@@ -32,7 +33,8 @@
 
 enum {
 	OPT_EXPLAIN = 256,
-	OPT_ROUTE
+	OPT_ROUTE,
+	OPT_HEALTH
 };
 
 static const struct option long_opts[] = {
@@ -41,14 +43,13 @@ static const struct option long_opts[] = {
 	{ "foreground",	no_argument,		NULL, 'f' },
 	{ "explain",	required_argument,	NULL, OPT_EXPLAIN },
 	{ "route",	required_argument,	NULL, OPT_ROUTE },
+	{ "health",	no_argument,		NULL, OPT_HEALTH },
 	{ "version",	no_argument,		NULL, 'V' },
 	{ "help",	no_argument,		NULL, 'h' },
 	{ NULL,		0,			NULL, 0 }
 };
 
 static void	usage(FILE *);
-static int	build_tls(const struct conf *, struct tls_route ***);
-static void	free_tls(const struct conf *, struct tls_route **);
 static int	explain(const struct conf *, struct tls_route **,
 		    const char *, const char *);
 static int	sandbox_started(void *);
@@ -63,46 +64,13 @@ usage(FILE *f)
 	    "       mtlsd -c FILE --explain PEER.pem --route NAME\n"
 	    "                                      judge a peer's chain as "
 	    "the route would\n"
+	    "       mtlsd -c FILE --health         ask the running instance "
+	    "(GET /healthz)\n"
 	    "       mtlsd -V | --version\n"
 	    "       mtlsd -h | --help\n"
 	    "long forms: --config, --check, --foreground\n"
 	    "exit: 0 ok (explain: accepted), 1 runtime failure (explain: "
 	    "rejected), 2 bad usage or configuration\n", CONF_DEFAULT_PATH);
-}
-
-static int
-build_tls(const struct conf *conf, struct tls_route ***out)
-{
-	struct tls_route	**tls;
-	size_t			  i;
-	int			  rc = 0;
-
-	*out = NULL;
-	if ((tls = calloc(conf->c_nroutes, sizeof(*tls))) == NULL)
-		return -1;
-	/* Every route is tried so that every broken one is reported. */
-	for (i = 0; i < conf->c_nroutes; i++)
-		if ((tls[i] = tls_route_new(conf, &conf->c_routes[i],
-		    stderr)) == NULL)
-			rc = -1;
-	if (rc == -1) {
-		free_tls(conf, tls);
-		return -1;
-	}
-	*out = tls;
-	return 0;
-}
-
-static void
-free_tls(const struct conf *conf, struct tls_route **tls)
-{
-	size_t	i;
-
-	if (tls == NULL)
-		return;
-	for (i = 0; i < conf->c_nroutes; i++)
-		tls_route_free(tls[i]);
-	free(tls);
 }
 
 static int
@@ -153,14 +121,15 @@ sandbox_started(void *arg)
 int
 main(int argc, char *argv[])
 {
-	struct conf		 *conf = NULL;
-	struct tls_route	**tls = NULL;
-	struct proxy		 *p = NULL;
-	struct sandbox		  sb;
-	char			  err[512], state[256];
-	const char		 *path = CONF_DEFAULT_PATH;
-	const char		 *pem = NULL, *route = NULL;
-	int			  ch, check = 0, rc = EXIT_RUNTIME;
+	struct gen	*g = NULL;
+	struct conf	*conf;
+	struct proxy	*p = NULL;
+	struct sandbox	 sb;
+	char		 err[512], state[256];
+	const char	*path = CONF_DEFAULT_PATH;
+	const char	*pem = NULL, *route = NULL;
+	size_t		 i;
+	int		 ch, check = 0, health = 0, rc = EXIT_RUNTIME;
 
 	while ((ch = getopt_long(argc, argv, "c:tfVh", long_opts,
 	    NULL)) != -1) {
@@ -179,6 +148,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_ROUTE:
 			route = optarg;
+			break;
+		case OPT_HEALTH:
+			health = 1;
 			break;
 		case 'V':
 			printf("mtlsd %s\n%s\nlibevent %s\n", MTLSD_VERSION,
@@ -203,18 +175,24 @@ main(int argc, char *argv[])
 		fprintf(stderr, "mtlsd: --route goes with --explain\n");
 		return EXIT_CONFIG;
 	}
-	if (check && pem != NULL) {
-		fprintf(stderr, "mtlsd: -t and --explain do not go together\n");
+	if (check + (pem != NULL) + health > 1) {
+		fprintf(stderr, "mtlsd: -t, --explain and --health go one at "
+		    "a time\n");
 		return EXIT_CONFIG;
+	}
+	if (health) {
+		/* Only the admin address is needed: no key is read. */
+		if (conf_load(path, stderr, &conf) == -1)
+			return EXIT_CONFIG;
+		rc = admin_health(conf);
+		conf_free(conf);
+		return rc;
 	}
 
-	if (conf_load(path, stderr, &conf) == -1)
+	if (tls_init() == -1 || (g = gen_load(path, 1, stderr)) == NULL)
 		return EXIT_CONFIG;
+	conf = g->g_conf;
 	log_init(conf->c_log_level, conf->c_log_format);
-	if (tls_init() == -1 || build_tls(conf, &tls) == -1) {
-		conf_free(conf);
-		return EXIT_CONFIG;
-	}
 	if (check) {
 		conf_print(conf, stdout);
 		printf("configuration %s is valid\n", conf->c_path);
@@ -222,7 +200,7 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (pem != NULL) {
-		rc = explain(conf, tls, pem, route);
+		rc = explain(conf, g->g_tls, pem, route);
 		goto out;
 	}
 
@@ -232,7 +210,11 @@ main(int argc, char *argv[])
 		log_errorx("libevent has no thread support");
 		goto out;
 	}
-	if ((p = proxy_new(conf, tls)) == NULL || proxy_bind(p) == -1)
+	for (i = 0; i < conf->c_nroutes; i++)
+		if (tls_route_check_own(g->g_tls[i], err, sizeof(err)) == -1)
+			log_warnx("%s: peers that trust only that CA will "
+			    "refuse it", err);
+	if ((p = proxy_new(g, path)) == NULL || proxy_bind(p) == -1)
 		goto out;
 
 	/* Bound and loaded: now give up everything that is left. */
@@ -252,12 +234,12 @@ main(int argc, char *argv[])
 	log_info("sandbox: %s", state);
 	p->p_started = sandbox_started;
 	p->p_started_arg = &sb;
+	p->p_sandbox = &sb;
 	log_info("mtlsd %s started with %zu route%s", MTLSD_VERSION,
 	    conf->c_nroutes, conf->c_nroutes == 1 ? "" : "s");
 	rc = proxy_run(p);
 out:
 	proxy_free(p);
-	free_tls(conf, tls);
-	conf_free(conf);
+	gen_unref(g);
 	return rc;
 }

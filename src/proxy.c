@@ -1,12 +1,13 @@
 /*
- * Workers and listeners.
+ * Workers, listeners, signals, reload and drain.
  *
  * Each worker is one thread with its own event_base; a TCP listener has
  * one socket per worker (SO_REUSEPORT, the kernel spreads connections),
  * a unix listener one socket that every worker watches.  Workers share
- * nothing on the hot path but the read-only configuration and TLS
- * contexts and one atomic connection count.  The main thread keeps its
- * own event_base for signals and the drain.
+ * nothing on the hot path but the read-only, reference-counted
+ * generation of configuration and TLS contexts, the connection count and
+ * the counters.  The main thread keeps its own event_base for signals,
+ * reloads, the drain and the admin endpoint.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,12 +24,14 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/thread.h>
 
 #include "mtlsd/addr.h"
+#include "mtlsd/admin.h"
 #include "mtlsd/conf.h"
 #include "mtlsd/log.h"
 #include "mtlsd/proxy.h"
+#include "mtlsd/reload.h"
+#include "mtlsd/stats.h"
 #include "mtlsd/tls.h"
 
 #define ACCEPT_BATCH		32
@@ -41,29 +44,35 @@ static void	proxy_wake(evutil_socket_t, short, void *);
 static void	proxy_signal(evutil_socket_t, short, void *);
 static void	proxy_drain_timeout(evutil_socket_t, short, void *);
 static void	proxy_workers_done(evutil_socket_t, short, void *);
+static void	proxy_reload_tick(evutil_socket_t, short, void *);
 static void	*proxy_worker_main(void *);
 static int	proxy_listen_one(const struct route *, int, int);
 
-/* The main thread's loop: signals, the drain, the end of the workers. */
-static struct event_base	*main_base;
-static struct event		*main_done;
-static struct event		*main_drain;
-static atomic_uint		 workers_running;
+static struct event	*main_done;
+static struct event	*main_drain;
+static atomic_uint	 workers_running;
 
 struct proxy *
-proxy_new(const struct conf *conf, struct tls_route **tls)
+proxy_new(struct gen *g, const char *path)
 {
-	struct proxy	*p;
-	struct worker	*w;
-	struct listener	*l;
-	long		 ncpu;
-	size_t		 i, k;
-	int		 need_dns = 0;
+	const struct conf	*conf = g->g_conf;
+	struct proxy		*p;
+	struct worker		*w;
+	struct listener		*l;
+	long			 ncpu;
+	size_t			 i, k;
+	int			 need_dns = 0;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
-	p->p_conf = conf;
-	p->p_tls = tls;
+	gen_ref(g);
+	p->p_gen = g;
+	p->p_path = path;
+	p->p_nroutes = conf->c_nroutes;
+	p->p_started_at = time(NULL);
+	p->p_reload_ok = 1;
+	watch_snapshot(g, &p->p_watch);
+	p->p_watch_seen = p->p_watch;
 	if (conf->c_workers > 0)
 		p->p_nworkers = (unsigned int)conf->c_workers;
 	else {
@@ -76,6 +85,10 @@ proxy_new(const struct conf *conf, struct tls_route **tls)
 	atomic_init(&p->p_stopping, 0);
 	pthread_mutex_init(&p->p_go_mtx, NULL);
 	pthread_cond_init(&p->p_go_cond, NULL);
+	if (stats_init(&p->p_stats, conf->c_nroutes) == -1)
+		goto fail;
+	if ((p->p_base = event_base_new()) == NULL)
+		goto fail;
 
 	if ((p->p_fds = calloc(conf->c_nroutes * p->p_nworkers,
 	    sizeof(int))) == NULL)
@@ -93,9 +106,15 @@ proxy_new(const struct conf *conf, struct tls_route **tls)
 		w->w_proxy = p;
 		w->w_id = (unsigned int)k;
 		TAILQ_INIT(&w->w_sessions);
+		pthread_mutex_init(&w->w_mtx, NULL);
+		gen_ref(g);
+		w->w_gen = g;
 		if ((w->w_base = event_base_new()) == NULL)
 			goto fail;
-		/* Resolver state is read now, before any sandbox. */
+		/*
+		 * Resolver state is read now, before the sandbox: a reload
+		 * that adds a host-name target needs a restart for DNS.
+		 */
 		if (need_dns && (w->w_dns = evdns_base_new(w->w_base,
 		    EVDNS_BASE_INITIALIZE_NAMESERVERS |
 		    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
@@ -110,8 +129,7 @@ proxy_new(const struct conf *conf, struct tls_route **tls)
 		for (i = 0; i < conf->c_nroutes; i++) {
 			l = &w->w_listeners[i];
 			l->l_worker = w;
-			l->l_route = &conf->c_routes[i];
-			l->l_tls = tls[i];
+			l->l_index = i;
 			l->l_fd = -1;
 		}
 	}
@@ -177,7 +195,7 @@ proxy_listen_one(const struct route *r, int reuseport, int probe)
 int
 proxy_bind(struct proxy *p)
 {
-	const struct conf	*conf = p->p_conf;
+	const struct conf	*conf = p->p_gen->g_conf;
 	const struct route	*r;
 	struct listener		*l;
 	size_t			 i, k, nw = p->p_nworkers;
@@ -210,6 +228,8 @@ proxy_bind(struct proxy *p)
 		    conf_route_dir_name(r->r_dir),
 		    addr_str(&r->r_listen, as, sizeof(as)));
 	}
+	if (conf->c_admin_enabled && (p->p_admin = admin_new(p)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -228,16 +248,20 @@ static void
 proxy_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct listener		*l = arg;
-	struct proxy		*p = l->l_worker->w_proxy;
+	struct worker		*w = l->l_worker;
+	struct proxy		*p = w->w_proxy;
+	const struct route	*r;
 	struct sockaddr_storage	 ss;
 	struct timeval		 pause = { 1, 0 };
 	struct linger		 lg = { 1, 0 };
 	socklen_t		 len;
-	unsigned int		 n, max = p->p_conf->c_limits.l_max_connections;
+	unsigned int		 n, max;
 	char			 peer[ADDR_STR_MAX];
 	int			 fd, i;
 
 	(void)what;
+	r = &w->w_gen->g_conf->c_routes[l->l_index];
+	max = w->w_gen->g_conf->c_limits.l_max_connections;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
@@ -251,8 +275,7 @@ proxy_accept(evutil_socket_t lfd, short what, void *arg)
 			 * Out of descriptors or memory: stop accepting for a
 			 * moment instead of spinning on a ready listener.
 			 */
-			log_warn("route %s: accept (pausing 1 s)",
-			    l->l_route->r_name);
+			log_warn("route %s: accept (pausing 1 s)", r->r_name);
 			event_del(&l->l_ev);
 			evtimer_add(&l->l_pause, &pause);
 			return;
@@ -260,12 +283,14 @@ proxy_accept(evutil_socket_t lfd, short what, void *arg)
 		n = atomic_fetch_add(&p->p_active, 1) + 1;
 		if (n > max) {
 			atomic_fetch_sub(&p->p_active, 1);
+			stats_conn_close(&p->p_stats, l->l_index, RESULT_LIMIT,
+			    REASON_NONE, 0, 0, 0);
 			if (log_reject_allowed()) {
 				addr_sockaddr_str((struct sockaddr *)&ss, len,
 				    peer, sizeof(peer));
 				log_warnx("route %s: peer %s refused: "
 				    "max_connections (%u) reached; result=limit",
-				    l->l_route->r_name, peer, max);
+				    r->r_name, peer, max);
 			}
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 			close(fd);
@@ -275,16 +300,28 @@ proxy_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
-/* The main thread asked this worker to drain or to stop. */
+/* The main thread has news for this worker: a generation, or the end. */
 static void
 proxy_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker	*w = arg;
 	struct proxy	*p = w->w_proxy;
+	struct gen	*next;
 	size_t		 i;
 
 	(void)fd;
 	(void)what;
+	pthread_mutex_lock(&w->w_mtx);
+	next = w->w_gen_next;
+	w->w_gen_next = NULL;
+	pthread_mutex_unlock(&w->w_mtx);
+	if (next != NULL) {
+		/* Open sessions keep their own reference to the old one. */
+		gen_unref(w->w_gen);
+		w->w_gen = next;
+	}
+	if (atomic_load(&p->p_stopping) == 0)
+		return;
 	if (!w->w_draining) {
 		w->w_draining = 1;
 		for (i = 0; i < w->w_nlisteners; i++) {
@@ -335,17 +372,109 @@ proxy_wake_all(struct proxy *p)
 		event_active(p->p_workers[k].w_wake, EV_READ, 0);
 }
 
+int
+proxy_reload(struct proxy *p, const char *why)
+{
+	struct gen	*next;
+	struct worker	*w;
+	struct watch	 seen;
+	char		*errs = NULL, *nl;
+	size_t		 errlen = 0, i;
+	unsigned int	 k;
+	FILE		*errf;
+
+	p->p_reload_time = time(NULL);
+	if ((errf = open_memstream(&errs, &errlen)) == NULL) {
+		log_warn("reload (%s)", why);
+		return -1;
+	}
+	next = gen_load(p->p_path, p->p_gen->g_id + 1, errf);
+	if (next != NULL && gen_compatible(p->p_gen, next,
+	    p->p_reload_error, sizeof(p->p_reload_error)) == -1) {
+		gen_unref(next);
+		next = NULL;
+		fprintf(errf, "%s\n", p->p_reload_error);
+	}
+	for (i = 0; next != NULL && i < next->g_conf->c_nroutes; i++)
+		if (tls_route_check_own(next->g_tls[i], p->p_reload_error,
+		    sizeof(p->p_reload_error)) == -1) {
+			gen_unref(next);
+			next = NULL;
+			fprintf(errf, "%s\n", p->p_reload_error);
+		}
+	fclose(errf);
+	if (next == NULL) {
+		/* The first error says enough; the log line stays one line. */
+		if ((nl = strchr(errs, '\n')) != NULL)
+			*nl = '\0';
+		snprintf(p->p_reload_error, sizeof(p->p_reload_error), "%s",
+		    *errs != '\0' ? errs : "unknown error");
+		free(errs);
+		p->p_reload_ok = 0;
+		atomic_fetch_add(&p->p_stats.st_reloads_failed, 1);
+		log_warnx("reload (%s) failed, still serving generation %u: "
+		    "%s", why, p->p_gen->g_id, p->p_reload_error);
+		return -1;
+	}
+	free(errs);
+	watch_snapshot(next, &seen);
+	p->p_watch = seen;
+	p->p_watch_seen = seen;
+	for (k = 0; k < p->p_nworkers; k++) {
+		w = &p->p_workers[k];
+		gen_ref(next);
+		pthread_mutex_lock(&w->w_mtx);
+		if (w->w_gen_next != NULL)
+			gen_unref(w->w_gen_next);
+		w->w_gen_next = next;
+		pthread_mutex_unlock(&w->w_mtx);
+	}
+	gen_unref(p->p_gen);
+	p->p_gen = next;
+	proxy_wake_all(p);
+	p->p_reload_ok = 1;
+	p->p_reload_error[0] = '\0';
+	atomic_fetch_add(&p->p_stats.st_reloads_ok, 1);
+	log_info("reload (%s): generation %u in service", why, next->g_id);
+	return 0;
+}
+
+/*
+ * reload_interval: reload when a file changed and has then stayed the
+ * same for one more tick, so that a writer is not caught half-way.  A
+ * key that does not match its certificate fails the reload; the next
+ * change (the certificate arriving) tries again.
+ */
+static void
+proxy_reload_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy	*p = arg;
+	struct watch	 now;
+
+	(void)fd;
+	(void)what;
+	if (atomic_load(&p->p_stopping) != 0)
+		return;
+	watch_snapshot(p->p_gen, &now);
+	if (watch_equal(&now, &p->p_watch))
+		p->p_watch_seen = now;
+	else if (!watch_equal(&now, &p->p_watch_seen))
+		p->p_watch_seen = now;	/* still changing: wait a tick */
+	else if (proxy_reload(p, "files changed") == -1)
+		p->p_watch = now;	/* tried: wait for the next change */
+}
+
 static void
 proxy_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct proxy	*p = arg;
 	struct timeval	 tv;
-	double		 d = p->p_conf->c_limits.l_drain_timeout;
+	double		 d = p->p_gen->g_conf->c_limits.l_drain_timeout;
 
 	(void)what;
 	if (sig == SIGHUP) {
-		log_warnx("SIGHUP: reload is not implemented in this build; "
-		    "the running material is unchanged");
+		if (atomic_load(&p->p_stopping) == 0)
+			proxy_reload(p, "SIGHUP");
 		return;
 	}
 	if (atomic_load(&p->p_stopping) == 0) {
@@ -379,10 +508,11 @@ proxy_drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void
 proxy_workers_done(evutil_socket_t fd, short what, void *arg)
 {
+	struct proxy	*p = arg;
+
 	(void)fd;
 	(void)what;
-	(void)arg;
-	event_base_loopexit(main_base, NULL);
+	event_base_loopexit(p->p_base, NULL);
 }
 
 int
@@ -390,18 +520,26 @@ proxy_run(struct proxy *p)
 {
 	struct event	*sig[3] = { NULL, NULL, NULL };
 	const int	 signos[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct timeval	 tv;
 	unsigned int	 k, started = 0;
+	double		 ri = gen_reload_interval(p->p_gen);
 	int		 rc = 1, i;
 
-	if ((main_base = event_base_new()) == NULL)
-		return 1;
-	if ((main_done = event_new(main_base, -1, 0, proxy_workers_done,
-	    p)) == NULL || (main_drain = evtimer_new(main_base,
+	if ((main_done = event_new(p->p_base, -1, 0, proxy_workers_done,
+	    p)) == NULL || (main_drain = evtimer_new(p->p_base,
 	    proxy_drain_timeout, p)) == NULL)
 		goto out;
 	for (i = 0; i < 3; i++) {
-		sig[i] = evsignal_new(main_base, signos[i], proxy_signal, p);
+		sig[i] = evsignal_new(p->p_base, signos[i], proxy_signal, p);
 		if (sig[i] == NULL || evsignal_add(sig[i], NULL) == -1)
+			goto out;
+	}
+	if (ri > 0) {
+		tv.tv_sec = (time_t)ri;
+		tv.tv_usec = (suseconds_t)((ri - (double)tv.tv_sec) * 1e6);
+		if ((p->p_reload_timer = event_new(p->p_base, -1, EV_PERSIST,
+		    proxy_reload_tick, p)) == NULL ||
+		    event_add(p->p_reload_timer, &tv) == -1)
 			goto out;
 	}
 	atomic_store(&workers_running, p->p_nworkers);
@@ -425,7 +563,7 @@ proxy_run(struct proxy *p)
 	if (rc == 0) {
 		log_info("serving with %u worker%s", started,
 		    started == 1 ? "" : "s");
-		event_base_loop(main_base, EVLOOP_NO_EXIT_ON_EMPTY);
+		event_base_loop(p->p_base, EVLOOP_NO_EXIT_ON_EMPTY);
 	}
 	for (k = 0; k < started; k++)
 		pthread_join(p->p_workers[k].w_thread, NULL);
@@ -435,12 +573,14 @@ out:
 	for (i = 0; i < 3; i++)
 		if (sig[i] != NULL)
 			event_free(sig[i]);
+	if (p->p_reload_timer != NULL) {
+		event_free(p->p_reload_timer);
+		p->p_reload_timer = NULL;
+	}
 	if (main_drain != NULL)
 		event_free(main_drain);
 	if (main_done != NULL)
 		event_free(main_done);
-	event_base_free(main_base);
-	main_base = NULL;
 	main_drain = main_done = NULL;
 	return rc;
 }
@@ -449,11 +589,13 @@ void
 proxy_free(struct proxy *p)
 {
 	struct worker	*w;
+	void		*b;
 	size_t		 i, k, nw;
 
 	if (p == NULL)
 		return;
 	nw = p->p_nworkers;
+	admin_free(p->p_admin);
 	for (k = 0; p->p_workers != NULL && k < nw; k++) {
 		w = &p->p_workers[k];
 		for (i = 0; w->w_listeners != NULL &&
@@ -463,9 +605,7 @@ proxy_free(struct proxy *p)
 				evtimer_del(&w->w_listeners[i].l_pause);
 			}
 		}
-		while (w->w_freebufs != NULL) {
-			void *b = w->w_freebufs;
-
+		while ((b = w->w_freebufs) != NULL) {
 			w->w_freebufs = *(void **)b;
 			free(b);
 		}
@@ -476,8 +616,11 @@ proxy_free(struct proxy *p)
 			evdns_base_free(w->w_dns, 1);
 		if (w->w_base != NULL)
 			event_base_free(w->w_base);
+		gen_unref(w->w_gen_next);
+		gen_unref(w->w_gen);
+		pthread_mutex_destroy(&w->w_mtx);
 	}
-	for (i = 0; p->p_fds != NULL && i < p->p_conf->c_nroutes; i++)
+	for (i = 0; p->p_fds != NULL && i < p->p_nroutes; i++)
 		for (k = 0; k < nw; k++) {
 			/* Shared unix sockets appear once per worker. */
 			if (p->p_fds[i * nw + k] != -1 &&
@@ -487,6 +630,10 @@ proxy_free(struct proxy *p)
 		}
 	free(p->p_fds);
 	free(p->p_workers);
+	if (p->p_base != NULL)
+		event_base_free(p->p_base);
+	stats_free(&p->p_stats);
+	gen_unref(p->p_gen);
 	pthread_cond_destroy(&p->p_go_cond);
 	pthread_mutex_destroy(&p->p_go_mtx);
 	free(p);

@@ -7,6 +7,7 @@
  * libseccomp, which knows every architecture's numbers and argument
  * layout better than hand-written BPF would.
  */
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -223,6 +224,10 @@ sandbox_seccomp(char *err, size_t errlen)
 			 */
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr,
 			    0);
+		} else if (strcmp(sandbox_syscalls[i], "ioctl") == 0) {
+			/* evbuffer asks how much is readable; nothing else. */
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+			    SCMP_A1(SCMP_CMP_EQ, FIONREAD));
 		} else if (strcmp(sandbox_syscalls[i], "socket") == 0) {
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
 			    SCMP_A0(SCMP_CMP_EQ, AF_INET));

@@ -39,6 +39,8 @@
 #include "mtlsd/log.h"
 #include "mtlsd/policy.h"
 #include "mtlsd/proxy.h"
+#include "mtlsd/reload.h"
+#include "mtlsd/stats.h"
 #include "mtlsd/tls.h"
 
 #define FLOW_BUDGET		4	/* buffers a direction moves per turn */
@@ -94,6 +96,8 @@ struct dns_ticket {
 struct session {
 	TAILQ_ENTRY(session)	 s_entry;
 	struct worker		*s_w;
+	struct gen		*s_gen;		/* held while the session is */
+	size_t			 s_index;	/* the route's position */
 	const struct route	*s_route;
 	struct tls_route	*s_tls;
 	enum session_state	 s_state;
@@ -128,7 +132,8 @@ static void	session_connect(struct session *);
 static void	session_connect_next(struct session *);
 static void	session_connected(struct session *);
 static void	session_relay(struct session *);
-static void	session_close(struct session *, const char *, const char *);
+static void	session_close(struct session *, enum stats_result,
+		    const char *);
 static void	session_dns_cb(int, struct evutil_addrinfo *, void *);
 static void	end_init(struct session *, struct end *, int);
 static void	end_arm(struct end *, int, int);
@@ -139,17 +144,6 @@ static int	end_shutdown(struct end *);
 static int	flow_run(struct session *, struct flow *, int *);
 static void	timer_arm(struct session *, double);
 static double	elapsed(const struct timespec *, const struct timespec *);
-
-unsigned int
-session_count(struct worker *w)
-{
-	struct session	*s;
-	unsigned int	 n = 0;
-
-	TAILQ_FOREACH(s, &w->w_sessions, s_entry)
-		n++;
-	return n;
-}
 
 static double
 elapsed(const struct timespec *a, const struct timespec *b)
@@ -472,7 +466,7 @@ session_relay(struct session *s)
 		goto fail;
 	}
 	if (flow_done(&s->s_in) && flow_done(&s->s_out)) {
-		session_close(s, "ok", NULL);
+		session_close(s, RESULT_OK, NULL);
 		return;
 	}
 	end_arm(d, d->e_rd_want == WANT_READ || d->e_wr_want == WANT_READ,
@@ -488,7 +482,7 @@ fail:
 	    bad->e_errno == EPIPE ? "closed the connection" : "failed",
 	    bad->e_errno != 0 ? strerror(bad->e_errno) :
 	    (*tlserr != '\0' ? tlserr : "TLS error"));
-	session_close(s, bad == d ? "error" : "target_failed", why);
+	session_close(s, bad == d ? RESULT_ERROR : RESULT_TARGET_FAILED, why);
 }
 
 static void
@@ -544,7 +538,7 @@ static void
 session_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct session		*s = arg;
-	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+	const struct limits	*lim = &s->s_gen->g_conf->c_limits;
 	struct timespec		 now;
 	double			 idle;
 	char			 why[128];
@@ -557,12 +551,12 @@ session_timer(evutil_socket_t fd, short what, void *arg)
 		    "%.1f s", lim->l_handshake_timeout);
 		s->s_j.tj_stage = STAGE_HANDSHAKE;
 		s->s_j.tj_reason = REASON_PROTOCOL;
-		session_close(s, "timeout", why);
+		session_close(s, RESULT_TIMEOUT, why);
 		break;
 	case SESSION_CONNECTING:
 		snprintf(why, sizeof(why), "target not reached within %.1f s",
 		    lim->l_connect_timeout);
-		session_close(s, "timeout", why);
+		session_close(s, RESULT_TIMEOUT, why);
 		break;
 	case SESSION_RELAYING:
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -573,7 +567,7 @@ session_timer(evutil_socket_t fd, short what, void *arg)
 		}
 		snprintf(why, sizeof(why), "idle for %.1f s",
 		    lim->l_idle_timeout);
-		session_close(s, "timeout", why);
+		session_close(s, RESULT_TIMEOUT, why);
 		break;
 	case SESSION_CLOSED:
 		break;
@@ -584,21 +578,27 @@ void
 session_accept(struct listener *l, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
-	struct worker	*w = l->l_worker;
-	struct session	*s;
-	const struct limits *lim = &w->w_proxy->p_conf->c_limits;
-	int		 one = 1;
+	struct worker		*w = l->l_worker;
+	struct gen		*g = w->w_gen;
+	const struct route	*r = &g->g_conf->c_routes[l->l_index];
+	const struct limits	*lim = &g->g_conf->c_limits;
+	struct session		*s;
+	int			 one = 1;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warnx("route %s: out of memory, connection dropped",
-		    l->l_route->r_name);
+		    r->r_name);
 		close(fd);
 		atomic_fetch_sub(&w->w_proxy->p_active, 1);
 		return;
 	}
+	gen_ref(g);
 	s->s_w = w;
-	s->s_route = l->l_route;
-	s->s_tls = l->l_tls;
+	s->s_gen = g;
+	s->s_index = l->l_index;
+	s->s_route = r;
+	s->s_tls = g->g_tls[l->l_index];
+	stats_conn_open(&w->w_proxy->p_stats, s->s_index);
 	s->s_down.e_fd = -1;
 	s->s_up.e_fd = -1;
 	s->s_in.f_src = &s->s_down;
@@ -610,10 +610,9 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 	s->s_last = s->s_start;
 	s->s_hs_start = s->s_start;
 	addr_sockaddr_str(sa, salen, s->s_peer, sizeof(s->s_peer));
-	if (sa->sa_family == AF_UNIX && l->l_route->r_listen.a_kind ==
-	    ADDR_UNIX)
+	if (sa->sa_family == AF_UNIX && r->r_listen.a_kind == ADDR_UNIX)
 		snprintf(s->s_peer, sizeof(s->s_peer), "unix:%s",
-		    l->l_route->r_listen.a_path);
+		    r->r_listen.a_path);
 	if (sa->sa_family != AF_UNIX)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	evtimer_assign(&s->s_timer, w->w_base, session_timer, s);
@@ -627,7 +626,7 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 	}
 	s->s_tlsend = &s->s_down;
 	if ((s->s_down.e_ssl = tls_ssl_new(s->s_tls, fd, &s->s_j)) == NULL) {
-		session_close(s, "handshake_failed", "cannot create TLS state");
+		session_close(s, RESULT_HANDSHAKE_FAILED, "cannot create TLS state");
 		return;
 	}
 	s->s_state = SESSION_HANDSHAKE;
@@ -639,7 +638,7 @@ static void
 session_handshake(struct session *s)
 {
 	struct end		*e = s->s_tlsend;
-	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+	const struct limits	*lim = &s->s_gen->g_conf->c_limits;
 	struct timespec		 now;
 	char			 errs[512];
 	int			 r;
@@ -650,8 +649,9 @@ session_handshake(struct session *s)
 		s->s_hs_seconds = elapsed(&s->s_hs_start, &now);
 		s->s_tls_version = SSL_get_version(e->e_ssl);
 		s->s_cipher = SSL_get_cipher_name(e->e_ssl);
+		stats_handshake(&s->s_w->w_proxy->p_stats, s->s_hs_seconds);
 		if (!tls_handshake_done(s->s_tls, e->e_ssl, &s->s_j)) {
-			session_close(s, "identity_rejected", s->s_j.tj_error);
+			session_close(s, RESULT_IDENTITY_REJECTED, s->s_j.tj_error);
 			return;
 		}
 		end_arm(e, 0, 0);
@@ -678,7 +678,8 @@ session_handshake(struct session *s)
 	log_tls_errors(errs, sizeof(errs));
 	tls_handshake_failed(e->e_ssl, &s->s_j, errs);
 	session_close(s, s->s_j.tj_stage == STAGE_IDENTITY ?
-	    "identity_rejected" : "handshake_failed", s->s_j.tj_error);
+	    RESULT_IDENTITY_REJECTED : RESULT_HANDSHAKE_FAILED,
+	    s->s_j.tj_error);
 }
 
 static void
@@ -707,7 +708,7 @@ static void
 session_connect(struct session *s)
 {
 	const struct route	*r = s->s_route;
-	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+	const struct limits	*lim = &s->s_gen->g_conf->c_limits;
 	struct evutil_addrinfo	 hints;
 	struct dns_ticket	*t;
 	struct evdns_getaddrinfo_request *req;
@@ -722,7 +723,7 @@ session_connect(struct session *s)
 		return;
 	}
 	if (s->s_w->w_dns == NULL || (t = calloc(1, sizeof(*t))) == NULL) {
-		session_close(s, "target_failed", "no resolver");
+		session_close(s, RESULT_TARGET_FAILED, "no resolver");
 		return;
 	}
 	memset(&hints, 0, sizeof(hints));
@@ -796,13 +797,13 @@ fail:
 		    addr_str(&r->r_target, a, sizeof(a)),
 		    s->s_up.e_errno != 0 ? strerror(s->s_up.e_errno) :
 		    "no address");
-	session_close(s, "target_failed", why);
+	session_close(s, RESULT_TARGET_FAILED, why);
 }
 
 static void
 session_connected(struct session *s)
 {
-	const struct limits	*lim = &s->s_w->w_proxy->p_conf->c_limits;
+	const struct limits	*lim = &s->s_gen->g_conf->c_limits;
 
 	end_arm(&s->s_up, 0, 0);
 	evtimer_del(&s->s_timer);
@@ -810,7 +811,7 @@ session_connected(struct session *s)
 		s->s_tlsend = &s->s_up;
 		if ((s->s_up.e_ssl = tls_ssl_new(s->s_tls, s->s_up.e_fd,
 		    &s->s_j)) == NULL) {
-			session_close(s, "handshake_failed",
+			session_close(s, RESULT_HANDSHAKE_FAILED,
 			    "cannot create TLS state");
 			return;
 		}
@@ -831,7 +832,7 @@ session_connected(struct session *s)
  * connection, at warn with the full explanation for a rejected peer.
  */
 static void
-session_log(struct session *s, const char *result, const char *reason)
+session_log(struct session *s, enum stats_result res, const char *reason)
 {
 	struct log_field	 f[24];
 	struct timespec		 now;
@@ -841,8 +842,10 @@ session_log(struct session *s, const char *result, const char *reason)
 	size_t			 n = 0;
 	int			 reject;
 
-	reject = strcmp(result, "handshake_failed") == 0 ||
-	    strcmp(result, "identity_rejected") == 0;
+	const char		*result = stats_result_name(res);
+
+	reject = res == RESULT_HANDSHAKE_FAILED ||
+	    res == RESULT_IDENTITY_REJECTED;
 	if (!log_enabled(reject ? LOG_LEVEL_WARN : LOG_LEVEL_INFO))
 		return;
 	if (reject && !log_reject_allowed())
@@ -882,17 +885,24 @@ session_log(struct session *s, const char *result, const char *reason)
 }
 
 static void
-session_close(struct session *s, const char *result, const char *reason)
+session_close(struct session *s, enum stats_result res, const char *reason)
 {
 	struct worker	*w = s->s_w;
-	int		 abort = strcmp(result, "ok") != 0;
+	int		 abort = res != RESULT_OK, reject;
 
 	s->s_state = SESSION_CLOSED;
+	reject = res == RESULT_HANDSHAKE_FAILED ||
+	    res == RESULT_IDENTITY_REJECTED;
 	if (reason != NULL && s->s_j.tj_error[0] == '\0' &&
-	    strcmp(result, "handshake_failed") == 0)
+	    res == RESULT_HANDSHAKE_FAILED)
 		snprintf(s->s_j.tj_error, sizeof(s->s_j.tj_error), "%s",
 		    reason);
-	session_log(s, result, reason);
+	if (reject && s->s_j.tj_reason == REASON_NONE)
+		s->s_j.tj_reason = REASON_OTHER;
+	session_log(s, res, reason);
+	stats_conn_close(&w->w_proxy->p_stats, s->s_index, res,
+	    reject ? s->s_j.tj_reason : REASON_NONE, 1,
+	    (unsigned long)s->s_in.f_bytes, (unsigned long)s->s_out.f_bytes);
 
 	if (s->s_dns != NULL) {
 		s->s_dns->dt_s = NULL;
@@ -909,6 +919,7 @@ session_close(struct session *s, const char *result, const char *reason)
 	free(s->s_out.f_buf);
 	tls_judgement_clear(&s->s_j);
 	TAILQ_REMOVE(&w->w_sessions, s, s_entry);
+	gen_unref(s->s_gen);
 	free(s);
 	atomic_fetch_sub(&w->w_proxy->p_active, 1);
 	if (w->w_draining && TAILQ_EMPTY(&w->w_sessions))
@@ -921,5 +932,5 @@ session_close_all(struct worker *w, const char *reason)
 	struct session	*s;
 
 	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL)
-		session_close(s, "timeout", reason);
+		session_close(s, RESULT_TIMEOUT, reason);
 }

@@ -669,3 +669,94 @@ out:
 	BIO_free(bio);
 	return rc;
 }
+
+static time_t
+tls_time(const ASN1_TIME *t)
+{
+	struct tm	tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+void
+tls_route_info(const struct tls_route *tr, struct tls_info *ti)
+{
+	STACK_OF(X509_OBJECT)	*objs;
+	X509_OBJECT		*o;
+	X509_CRL		*crl;
+	struct identities	 ids;
+	struct tls_judgement	 j;
+	time_t			 next;
+	int			 i;
+
+	memset(ti, 0, sizeof(*ti));
+	strcpy(ti->ti_fingerprint, "-");
+	if (tr->tr_cert != NULL) {
+		X509_NAME_oneline(X509_get_subject_name(tr->tr_cert),
+		    ti->ti_subject, sizeof(ti->ti_subject));
+		memset(&ids, 0, sizeof(ids));
+		if (policy_identities(tr->tr_cert, &ids) == 0)
+			policy_identities_str(&ids, ti->ti_sans,
+			    sizeof(ti->ti_sans));
+		policy_identities_free(&ids);
+		memset(&j, 0, sizeof(j));
+		tls_fingerprint(tr->tr_cert, &j);
+		memcpy(ti->ti_fingerprint, j.tj_fingerprint,
+		    sizeof(ti->ti_fingerprint));
+		ti->ti_not_after = tls_time(X509_get0_notAfter(tr->tr_cert));
+	}
+	/* The CRL that runs out first decides when verification stops. */
+	objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(tr->tr_ctx));
+	for (i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+		o = sk_X509_OBJECT_value(objs, i);
+		if ((crl = X509_OBJECT_get0_X509_CRL(o)) == NULL)
+			continue;
+		next = tls_time(X509_CRL_get0_nextUpdate(crl));
+		if (next != 0 && (ti->ti_crl_next_update == 0 ||
+		    next < ti->ti_crl_next_update))
+			ti->ti_crl_next_update = next;
+	}
+	ERR_clear_error();
+}
+
+int
+tls_route_check_own(const struct tls_route *tr, char *err, size_t errlen)
+{
+	STACK_OF(X509)	*chain = NULL;
+	X509_STORE_CTX	*xctx;
+	int		 ok, e;
+
+	if (tr->tr_cert == NULL) {
+		snprintf(err, errlen, "no certificate loaded");
+		return -1;
+	}
+	if ((xctx = X509_STORE_CTX_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	SSL_CTX_get0_chain_certs(tr->tr_ctx, &chain);
+	if (X509_STORE_CTX_init(xctx, SSL_CTX_get_cert_store(tr->tr_ctx),
+	    tr->tr_cert, chain) != 1) {
+		X509_STORE_CTX_free(xctx);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* Revocation of our own certificate is the peer's business. */
+	X509_STORE_CTX_set_flags(xctx, 0);
+	X509_VERIFY_PARAM_clear_flags(X509_STORE_CTX_get0_param(xctx),
+	    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	ok = X509_verify_cert(xctx) == 1;
+	e = X509_STORE_CTX_get_error(xctx);
+	X509_STORE_CTX_free(xctx);
+	ERR_clear_error();
+	if (!ok) {
+		snprintf(err, errlen, "route %s: certificate %s does not "
+		    "verify against CA %s: %s", tr->tr_route->r_name,
+		    tr->tr_route->r_tls.tc_cert, tr->tr_route->r_tls.tc_ca,
+		    X509_verify_cert_error_string(e));
+		return -1;
+	}
+	return 0;
+}

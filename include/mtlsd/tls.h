@@ -6,6 +6,7 @@
 #define MTLSD_TLS_H
 
 #include <stdio.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -57,7 +58,17 @@ struct tls_route {
 	X509			*tr_cert;	/* our own leaf */
 };
 
+/* What /status and /metrics show of a route's own certificate. */
+struct tls_info {
+	char			 ti_subject[256];
+	char			 ti_sans[POLICY_TEXT_MAX];
+	char			 ti_fingerprint[65];
+	time_t			 ti_not_after;
+	time_t			 ti_crl_next_update;	/* 0: no CRL */
+};
+
 int	 tls_init(void);
+void	 tls_route_info(const struct tls_route *tr, struct tls_info *ti);
 
 /*
  * Builds the context of route r: loads certificate chain, key, CA and CRL
@@ -66,6 +77,13 @@ int	 tls_init(void);
 struct tls_route *tls_route_new(const struct conf *conf,
 	    const struct route *r, FILE *errf);
 void	 tls_route_free(struct tls_route *tr);
+
+/*
+ * Whether our own certificate chains to the route's CA and is valid now:
+ * a reload refuses material that fails this, start-up warns about it.
+ */
+int	 tls_route_check_own(const struct tls_route *tr, char *err,
+	    size_t errlen);
 
 /* A new SSL for one connection; j receives the verdict of its handshake. */
 SSL	*tls_ssl_new(struct tls_route *tr, int fd, struct tls_judgement *j);
