@@ -101,3 +101,7 @@ clean:
 	rm -rf build certs-example/out
 
 -include $(REL_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+
+# Benchmarks and fuzzing keep their rules beside their sources.
+-include bench/bench.mk
+-include fuzz/fuzz.mk
