@@ -35,6 +35,18 @@ wait_port() {
 	return 1
 }
 
+# Waits (at most 10 s) until an mtlsd log says it serves.
+wait_serving() {
+	local i
+	for i in $(seq 1 100); do
+		grep -q "serving with" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "demo: mtlsd did not start; its log:" >&2
+	cat "$1" >&2
+	return 1
+}
+
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. the legacy service: a plaintext echo on 127.0.0.1:18080"
@@ -46,12 +58,12 @@ step "2. inbound mtlsd: mTLS on 127.0.0.1:18443 -> 127.0.0.1:18080"
 "$MTLSD" -t -c conf/demo-inbound.conf | sed 's/^/   /'
 "$MTLSD" -c conf/demo-inbound.conf 2>"$work/inbound.log" &
 pids+=($!)
-wait_port 127.0.0.1 18443
+wait_serving "$work/inbound.log"
 
 step "3. outbound mtlsd: plaintext on 127.0.0.1:18000 -> mTLS to 127.0.0.1:18443"
 "$MTLSD" -c conf/demo-outbound.conf 2>"$work/outbound.log" &
 pids+=($!)
-wait_port 127.0.0.1 18000
+wait_serving "$work/outbound.log"
 
 step "4. a request from the calling service, through both"
 reply=$(/usr/bin/python3 - <<'PY'
@@ -79,7 +91,8 @@ echo "   received: $reply"
 
 step "5. a peer with a valid certificate but the wrong identity"
 echo "intruder" | timeout 10 openssl s_client -quiet -connect 127.0.0.1:18443 \
-    -cert "$CERTS/other.crt" -key "$CERTS/other.key" \
+    -cert "$CERTS/other.crt" -cert_chain "$CERTS/other.crt" \
+    -key "$CERTS/other.key" \
     -CAfile "$CERTS/ca-bundle.crt" >/dev/null 2>&1 || true
 sleep 0.3
 echo "   inbound mtlsd logged:"
