@@ -570,9 +570,10 @@ size_t
 tls_judgement_fields(const struct tls_judgement *j, struct log_field *f,
     size_t nf, char *scratch, size_t scratchlen)
 {
-	size_t	n = 0, half = scratchlen / 2;
+	const char	*rules;
+	size_t		 n = 0, half = scratchlen / 2, rl;
 
-	if (nf < 7 || scratchlen < 64)
+	if (nf < 8 || scratchlen < 128)
 		return 0;
 	f[n++] = (struct log_field){ "stage", tls_stage_name(j->tj_stage), 0 };
 	f[n++] = (struct log_field){ "reason", tls_reason_name(j->tj_reason),
@@ -587,9 +588,19 @@ tls_judgement_fields(const struct tls_judgement *j, struct log_field *f,
 	policy_identities_str(&j->tj_ids, scratch + half, scratchlen - half);
 	f[n++] = (struct log_field){ "identities", scratch + half, 0 };
 	f[n++] = (struct log_field){ "sha256", j->tj_fingerprint, 0 };
-	if (j->tj_stage == STAGE_IDENTITY)
-		f[n++] = (struct log_field){ "rule", j->tj_verdict.v_reason,
-		    0 };
+	if (j->tj_stage == STAGE_IDENTITY) {
+		/* The rules it failed: the verdict's "(allowed: ...)". */
+		rules = strstr(j->tj_verdict.v_reason, "(allowed: ");
+		if (rules != NULL) {
+			snprintf(scratch + 32, half - 32, "%s", rules + 10);
+			if ((rl = strlen(scratch + 32)) > 0 &&
+			    scratch[32 + rl - 1] == ')')
+				scratch[32 + rl - 1] = '\0';
+			f[n++] = (struct log_field){ "rule", scratch + 32, 0 };
+		} else
+			f[n++] = (struct log_field){ "rule",
+			    j->tj_verdict.v_reason, 0 };
+	}
 	return n;
 }
 
