@@ -7,10 +7,11 @@
 
 PROG=		mtlsd
 SRCS=		addr.c conf.c policy.c log.c tls.c session.c proxy.c \
-		reload.c stats.c admin.c sandbox.c sandbox_syscalls.c main.c
+		reload.c stats.c admin.c pp2.c sandbox.c sandbox_syscalls.c main.c
 PKGS=		openssl libevent_core libevent_extra libevent_openssl \
 		libevent_pthreads libconfig libseccomp
-UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log
+UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log \
+		test_proxy_v2
 
 # Debian packages: to build, to test, to run the demo.
 DEB_BUILD=	gcc make pkg-config libssl-dev libevent-dev libconfig-dev \
@@ -64,6 +65,9 @@ build/test/test_%: tests/unit/test_%.c $(LIB_TEST_OBJS)
 	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(LIB_TEST_OBJS) $(TEST_LDFLAGS) \
 	    $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+build/test/pp2_backend: tests/tools/pp2_backend.c include/mtlsd/proxy_v2.h
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Iinclude $(WARN) -O2 -o $@ $<
+
 build/rel build/test:
 	$(Q)mkdir -p $@
 
@@ -83,7 +87,7 @@ unit: $(UNIT_TESTS:%=build/test/%)
 	    ASAN_OPTIONS=detect_leaks=1 ./build/test/$$t || fail=1; \
 	done; exit $$fail
 
-integration: build/test/$(PROG) certs
+integration: build/test/$(PROG) build/test/pp2_backend certs
 	/usr/bin/python3 tests/integration/run.py --mtlsd build/test/$(PROG)
 
 test: deps

@@ -38,6 +38,7 @@
 #include "mtlsd/conf.h"
 #include "mtlsd/log.h"
 #include "mtlsd/policy.h"
+#include "mtlsd/pp2.h"
 #include "mtlsd/proxy.h"
 #include "mtlsd/reload.h"
 #include "mtlsd/stats.h"
@@ -121,6 +122,8 @@ struct session {
 	struct tls_judgement	 s_j;
 	const char		*s_tls_version;	/* static strings of libssl */
 	const char		*s_cipher;
+	size_t			 s_pp2_len;	/* PROXY header bytes sent */
+	struct sockaddr_storage	 s_peer_ss;
 	char			 s_peer[ADDR_STR_MAX];
 };
 
@@ -132,6 +135,7 @@ static void	session_connect(struct session *);
 static void	session_connect_next(struct session *);
 static void	session_connected(struct session *);
 static void	session_relay(struct session *);
+static int	session_pp2(struct session *);
 static void	session_close(struct session *, enum stats_result,
 		    const char *);
 static void	session_dns_cb(int, struct evutil_addrinfo *, void *);
@@ -609,6 +613,8 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 	clock_gettime(CLOCK_MONOTONIC, &s->s_start);
 	s->s_last = s->s_start;
 	s->s_hs_start = s->s_start;
+	if (salen <= sizeof(s->s_peer_ss))
+		memcpy(&s->s_peer_ss, sa, salen);
 	addr_sockaddr_str(sa, salen, s->s_peer, sizeof(s->s_peer));
 	if (sa->sa_family == AF_UNIX && r->r_listen.a_kind == ADDR_UNIX)
 		snprintf(s->s_peer, sizeof(s->s_peer), "unix:%s",
@@ -821,10 +827,73 @@ session_connected(struct session *s)
 		session_handshake(s);
 		return;
 	}
+	if (s->s_route->r_proxy_protocol && session_pp2(s) == -1) {
+		session_close(s, RESULT_TARGET_FAILED,
+		    "cannot build the PROXY v2 header");
+		return;
+	}
 	s->s_state = SESSION_RELAYING;
 	clock_gettime(CLOCK_MONOTONIC, &s->s_last);
 	timer_arm(s, lim->l_idle_timeout);
 	session_relay(s);
+}
+
+/*
+ * Puts the PROXY v2 header at the head of the client-to-target buffer,
+ * so that it goes out before the first byte of the peer's data.
+ */
+static int
+session_pp2(struct session *s)
+{
+	struct pp2_info		 info;
+	struct sockaddr_storage	 local;
+	socklen_t		 len = sizeof(local);
+	const struct identities	*ids = &s->s_j.tj_ids;
+	SSL			*ssl = s->s_down.e_ssl;
+	const unsigned char	*alpn = NULL;
+	unsigned int		 alpn_len = 0;
+	size_t			 i;
+	ssize_t			 n;
+
+	memset(&info, 0, sizeof(info));
+	memset(&local, 0, sizeof(local));
+	if (getsockname(s->s_down.e_fd, (struct sockaddr *)&local,
+	    &len) == -1)
+		local.ss_family = AF_UNSPEC;
+	info.authority = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+	info.alpn = alpn;
+	info.alpn_len = alpn_len;
+	info.ssl_version = s->s_tls_version;
+	info.ssl_cipher = s->s_cipher;
+	for (i = 0; i < ids->ids_count; i++)
+		if (ids->ids_list[i].id_kind == RULE_CN) {
+			info.ssl_cn = ids->ids_list[i].id_value;
+			break;
+		}
+	info.identity = s->s_j.tj_verdict.v_match;
+	info.route = s->s_route->r_name;
+	info.sha256 = s->s_j.tj_sha256;
+	if (s->s_in.f_buf == NULL &&
+	    (s->s_in.f_buf = malloc(PROXY_BUFSZ)) == NULL)
+		return -1;
+	n = pp2_encode((uint8_t *)s->s_in.f_buf, PROXY_BUFSZ,
+	    (struct sockaddr *)&s->s_peer_ss, (struct sockaddr *)&local,
+	    &info);
+	if (n <= 0)
+		return -1;
+	s->s_in.f_off = 0;
+	s->s_in.f_len = (size_t)n;
+	s->s_pp2_len = (size_t)n;
+	return 0;
+}
+
+/* Bytes of the client's own data that reached the target. */
+static uint64_t
+session_bytes_in(const struct session *s)
+{
+	return s->s_in.f_bytes > s->s_pp2_len ?
+	    s->s_in.f_bytes - s->s_pp2_len : 0;
 }
 
 /*
@@ -854,7 +923,7 @@ session_log(struct session *s, enum stats_result res, const char *reason)
 	ver = s->s_tls_version != NULL ? s->s_tls_version : "-";
 	cipher = s->s_cipher != NULL ? s->s_cipher : "-";
 	ident = policy_primary(&s->s_j.tj_ids);
-	snprintf(in, sizeof(in), "%llu", (unsigned long long)s->s_in.f_bytes);
+	snprintf(in, sizeof(in), "%llu", (unsigned long long)session_bytes_in(s));
 	snprintf(out, sizeof(out), "%llu",
 	    (unsigned long long)s->s_out.f_bytes);
 	snprintf(dur, sizeof(dur), "%.3f", elapsed(&s->s_start, &now));
@@ -902,7 +971,8 @@ session_close(struct session *s, enum stats_result res, const char *reason)
 	session_log(s, res, reason);
 	stats_conn_close(&w->w_proxy->p_stats, s->s_index, res,
 	    reject ? s->s_j.tj_reason : REASON_NONE, 1,
-	    (unsigned long)s->s_in.f_bytes, (unsigned long)s->s_out.f_bytes);
+	    (unsigned long)session_bytes_in(s),
+	    (unsigned long)s->s_out.f_bytes);
 
 	if (s->s_dns != NULL) {
 		s->s_dns->dt_s = NULL;
