@@ -45,7 +45,8 @@ ifeq ($(V),0)
 Q=		@
 endif
 
-.PHONY: all deps test unit integration demo certs clean
+.PHONY: all deps test unit integration packaging demo certs clean \
+	seccomp-profile
 
 all: build/$(PROG)
 
@@ -90,9 +91,17 @@ unit: $(UNIT_TESTS:%=build/test/%)
 integration: build/test/$(PROG) build/test/pp2_backend certs
 	/usr/bin/python3 tests/integration/run.py --mtlsd build/test/$(PROG)
 
+packaging: build/$(PROG)
+	bash tests/packaging/check.sh
+
+# docker/seccomp.json is generated from src/sandbox_syscalls.c.
+seccomp-profile:
+	/usr/bin/python3 tools/gen-seccomp-profile.py
+
 test: deps
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) packaging
 
 certs:
 	@./certs-example/make-certs.sh certs-example/out >/dev/null

@@ -135,8 +135,17 @@ addr_parse(const char *s, struct addr *a, char *err, size_t errlen)
 	memcpy(a->a_host, host, hostlen);
 	a->a_host[hostlen] = '\0';
 
-	if (strcasecmp(a->a_host, "localhost") == 0)
+	/*
+	 * "localhost" is 127.0.0.1 without a lookup, but keeps its name:
+	 * an outbound route's default server_name is the target's host.
+	 */
+	if (strcasecmp(a->a_host, "localhost") == 0) {
 		strcpy(a->a_host, "127.0.0.1");
+		addr_numeric(a);
+		strcpy(a->a_host, "localhost");
+		a->a_kind = ADDR_INET;
+		return 0;
+	}
 	if (addr_numeric(a) == 0) {
 		a->a_kind = ADDR_INET;
 		return 0;

@@ -331,7 +331,7 @@ conf_get_string(const struct scope *sc, const char *key, const char **val)
 	*val = NULL;
 	if ((s = conf_typed(sc, key, T(STRING), "a string", &rc)) == NULL)
 		return rc;
-	if (*(*val = config_setting_get_string(s)) == '\0') {
+	if ((*val = config_setting_get_string(s)) == NULL || **val == '\0') {
 		conf_keyerr(sc, s, key, "must not be empty");
 		return -1;
 	}

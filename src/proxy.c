@@ -45,6 +45,7 @@ static void	proxy_signal(evutil_socket_t, short, void *);
 static void	proxy_drain_timeout(evutil_socket_t, short, void *);
 static void	proxy_workers_done(evutil_socket_t, short, void *);
 static void	proxy_reload_tick(evutil_socket_t, short, void *);
+static void	proxy_unlisten(evutil_socket_t, short, void *);
 static void	*proxy_worker_main(void *);
 static int	proxy_listen_one(const struct route *, int, int);
 
@@ -117,8 +118,12 @@ proxy_new(struct gen *g, const char *path)
 		 */
 		if (need_dns && (w->w_dns = evdns_base_new(w->w_base,
 		    EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
-			goto fail;
+		    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
+			log_warnx("cannot set up the resolver for host-name "
+			    "targets: /etc/resolv.conf unreadable or without "
+			    "a nameserver");
+			goto fail_quiet;
+		}
 		if ((w->w_wake = event_new(w->w_base, -1, 0, proxy_wake,
 		    w)) == NULL)
 			goto fail;
@@ -136,6 +141,7 @@ proxy_new(struct gen *g, const char *path)
 	return p;
 fail:
 	log_warnx("cannot set up the event loops: out of memory");
+fail_quiet:
 	proxy_free(p);
 	return NULL;
 }
@@ -328,6 +334,12 @@ proxy_wake(evutil_socket_t fd, short what, void *arg)
 			event_del(&w->w_listeners[i].l_ev);
 			evtimer_del(&w->w_listeners[i].l_pause);
 		}
+		/*
+		 * The last worker to let go asks the main thread to close
+		 * the sockets, so new clients are refused, not left waiting.
+		 */
+		if (atomic_fetch_add(&p->p_released, 1) + 1 == p->p_nworkers)
+			event_active(p->p_unlisten, EV_READ, 0);
 	}
 	if (atomic_load(&p->p_stopping) >= 2)
 		session_close_all(w, "closed by shutdown (drain_timeout)");
@@ -505,6 +517,30 @@ proxy_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	proxy_wake_all(p);
 }
 
+/* Every worker has stopped watching the listeners: close them. */
+static void
+proxy_unlisten(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy	*p = arg;
+	size_t		 i, k, nw = p->p_nworkers;
+	int		 lfd;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < p->p_nroutes; i++) {
+		for (k = 0; k < nw; k++) {
+			lfd = p->p_fds[i * nw + k];
+			/* Shared unix sockets appear once per worker. */
+			if (lfd != -1 && (k == 0 || lfd != p->p_fds[i * nw]))
+				close(lfd);
+			p->p_workers[k].w_listeners[i].l_fd = -1;
+		}
+		for (k = 0; k < nw; k++)
+			p->p_fds[i * nw + k] = -1;
+	}
+	log_info("listeners closed: new connections are refused");
+}
+
 static void
 proxy_workers_done(evutil_socket_t fd, short what, void *arg)
 {
@@ -521,13 +557,16 @@ proxy_run(struct proxy *p)
 	struct event	*sig[3] = { NULL, NULL, NULL };
 	const int	 signos[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct timeval	 tv;
+	sigset_t	 late;
 	unsigned int	 k, started = 0;
 	double		 ri = gen_reload_interval(p->p_gen);
 	int		 rc = 1, i;
 
 	if ((main_done = event_new(p->p_base, -1, 0, proxy_workers_done,
 	    p)) == NULL || (main_drain = evtimer_new(p->p_base,
-	    proxy_drain_timeout, p)) == NULL)
+	    proxy_drain_timeout, p)) == NULL ||
+	    (p->p_unlisten = event_new(p->p_base, -1, 0, proxy_unlisten,
+	    p)) == NULL)
 		goto out;
 	for (i = 0; i < 3; i++) {
 		sig[i] = evsignal_new(p->p_base, signos[i], proxy_signal, p);
@@ -567,6 +606,11 @@ proxy_run(struct proxy *p)
 	}
 	for (k = 0; k < started; k++)
 		pthread_join(p->p_workers[k].w_thread, NULL);
+	/* A late signal must not kill the clean exit half-way. */
+	sigemptyset(&late);
+	for (i = 0; i < 3; i++)
+		sigaddset(&late, signos[i]);
+	sigprocmask(SIG_BLOCK, &late, NULL);
 	if (rc == 0)
 		log_info("stopped");
 out:
@@ -579,6 +623,10 @@ out:
 	}
 	if (main_drain != NULL)
 		event_free(main_drain);
+	if (p->p_unlisten != NULL) {
+		event_free(p->p_unlisten);
+		p->p_unlisten = NULL;
+	}
 	if (main_done != NULL)
 		event_free(main_done);
 	main_drain = main_done = NULL;

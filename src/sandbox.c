@@ -100,6 +100,13 @@ sandbox_prepare(const struct conf *conf, struct sandbox *sb, char *err,
 
 	memset(sb, 0, sizeof(*sb));
 	sb->sb_seccomp = conf->c_seccomp;
+	/*
+	 * Docker, Kubernetes and systemd may have installed a filter of
+	 * their own: with ours off, that is the state to expect.
+	 */
+	if (sandbox_read_status("/proc/self/status", &sb->sb_state) == 0 &&
+	    sb->sb_state.ss_seccomp > 0)
+		sb->sb_seccomp_before = sb->sb_state.ss_seccomp;
 	sb->sb_switch = geteuid() == 0;
 	sb->sb_setpcap = prctl(PR_CAPBSET_READ, CAP_SETPCAP) == 1 &&
 	    sb->sb_switch;
@@ -398,7 +405,7 @@ static int
 sandbox_judge(const struct sandbox *sb, const struct sandbox_state *st,
     char *err, size_t errlen)
 {
-	int	i;
+	int	i, want;
 
 	for (i = 0; i < 4; i++) {
 		if (st->ss_uid[i] == 0) {
@@ -430,9 +437,10 @@ sandbox_judge(const struct sandbox *sb, const struct sandbox_state *st,
 		    st->ss_nonewprivs);
 		return -1;
 	}
-	if (st->ss_seccomp != (sb->sb_seccomp ? 2 : 0)) {
+	want = sb->sb_seccomp ? 2 : sb->sb_seccomp_before;
+	if (st->ss_seccomp != want) {
 		snprintf(err, errlen, "Seccomp is %d, not %d", st->ss_seccomp,
-		    sb->sb_seccomp ? 2 : 0);
+		    want);
 		return -1;
 	}
 	if (sb->sb_switch && st->ss_groups != 0) {

@@ -71,7 +71,6 @@ struct end {
 	unsigned int		 e_warmed:1;
 	unsigned int		 e_evset:1;
 	unsigned int		 e_eof:1;	/* nothing more to read */
-	unsigned int		 e_unclean:1;	/* TLS EOF w/o close_notify */
 	unsigned int		 e_shut:1;	/* we sent FIN/close_notify */
 	enum want		 e_rd_want;
 	enum want		 e_wr_want;
@@ -228,7 +227,6 @@ static ssize_t
 end_read(struct end *e, char *buf, size_t len)
 {
 	ssize_t	n;
-	int	err;
 
 	e->e_rd_want = WANT_NOTHING;
 	if (e->e_ssl == NULL) {
@@ -252,7 +250,7 @@ end_read(struct end *e, char *buf, size_t len)
 	n = SSL_read(e->e_ssl, buf, (int)len);
 	if (n > 0)
 		return n;
-	switch ((err = SSL_get_error(e->e_ssl, (int)n))) {
+	switch (SSL_get_error(e->e_ssl, (int)n)) {
 	case SSL_ERROR_WANT_READ:
 		e->e_rd_want = WANT_READ;
 		return 0;
@@ -260,27 +258,12 @@ end_read(struct end *e, char *buf, size_t len)
 		e->e_rd_want = WANT_WRITE;
 		return 0;
 	case SSL_ERROR_ZERO_RETURN:
+		/* close_notify, or a bare FIN (SSL_OP_IGNORE_UNEXPECTED_EOF) */
 		return -2;
 	case SSL_ERROR_SYSCALL:
-		if (errno == 0 || ERR_GET_REASON(ERR_peek_error()) ==
-		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-			/*
-			 * The peer closed TCP without close_notify.  Every
-			 * byte it sent was delivered; pass the end on.
-			 */
-			e->e_unclean = 1;
-			ERR_clear_error();
-			return -2;
-		}
 		e->e_errno = errno;
 		return -1;
 	default:
-		if (ERR_GET_REASON(ERR_peek_error()) ==
-		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-			e->e_unclean = 1;
-			ERR_clear_error();
-			return -2;
-		}
 		e->e_errno = 0;
 		return -1;
 	}
@@ -948,8 +931,6 @@ session_log(struct session *s, enum stats_result res, const char *reason)
 		f[n++] = (struct log_field){ "reason", reason, 0 };
 	if (s->s_hs_seconds > 0)
 		f[n++] = (struct log_field){ "handshake", hs, 1 };
-	if (s->s_tlsend != NULL && s->s_tlsend->e_unclean)
-		f[n++] = (struct log_field){ "tls_end", "no close_notify", 0 };
 	log_fields(LOG_LEVEL_INFO, "conn", f, n);
 }
 

@@ -356,8 +356,14 @@ tls_route_new(const struct conf *conf, const struct route *r, FILE *errf)
 		goto fail;
 	}
 	SSL_CTX_set_min_proto_version(tr->tr_ctx, tc->tc_min_version);
+	/*
+	 * A peer may end its side with a bare FIN and still read our
+	 * reply (half-close without close_notify): OpenSSL 3 would call
+	 * that fatal, alert the peer and refuse to write another byte.
+	 */
 	SSL_CTX_set_options(tr->tr_ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	    SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+	    SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(tr->tr_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 

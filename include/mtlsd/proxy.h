@@ -66,6 +66,8 @@ struct proxy {
 	int			*p_fds;		/* [route][worker] */
 	atomic_uint		 p_active;	/* client connections */
 	atomic_int		 p_stopping;	/* 1 drain, 2 close now */
+	atomic_uint		 p_released;	/* workers done with listeners */
+	struct event		*p_unlisten;	/* main: close the listeners */
 	struct stats		 p_stats;
 	struct admin		*p_admin;
 	const struct sandbox	*p_sandbox;

@@ -39,6 +39,7 @@ struct sandbox {
 	int		 sb_switch;	/* started as root: switch user */
 	int		 sb_setpcap;	/* could empty the bounding set */
 	int		 sb_seccomp;
+	int		 sb_seccomp_before;	/* a filter from outside */
 	struct sandbox_state sb_state;	/* as read back at the check */
 };
 
