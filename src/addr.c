@@ -86,10 +86,10 @@ addr_parse(const char *s, struct addr *a, char *err, size_t errlen)
 			return -1;
 		}
 		a->a_kind = ADDR_UNIX;
-		strcpy(a->a_path, s + 5);
+		snprintf(a->a_path, sizeof(a->a_path), "%s", s + 5);
 		sun = (struct sockaddr_un *)&a->a_ss;
 		sun->sun_family = AF_UNIX;
-		strcpy(sun->sun_path, a->a_path);
+		memcpy(sun->sun_path, a->a_path, sizeof(sun->sun_path));
 		a->a_sslen = (socklen_t)sizeof(*sun);
 		return 0;
 	}
@@ -140,9 +140,9 @@ addr_parse(const char *s, struct addr *a, char *err, size_t errlen)
 	 * an outbound route's default server_name is the target's host.
 	 */
 	if (strcasecmp(a->a_host, "localhost") == 0) {
-		strcpy(a->a_host, "127.0.0.1");
+		snprintf(a->a_host, sizeof(a->a_host), "127.0.0.1");
 		addr_numeric(a);
-		strcpy(a->a_host, "localhost");
+		snprintf(a->a_host, sizeof(a->a_host), "localhost");
 		a->a_kind = ADDR_INET;
 		return 0;
 	}

@@ -237,6 +237,8 @@ conf_strdup(struct conf_ctx *cx, const char *s)
 {
 	char	*p;
 
+	if (s == NULL)
+		return NULL;
 	if ((p = strdup(s)) == NULL) {
 		fprintf(cx->cx_errf, "%s: out of memory\n", cx->cx_name);
 		cx->cx_nerrors++;
@@ -413,8 +415,8 @@ conf_get_enum(const struct scope *sc, const char *key,
 	char		 list[CONF_MSG_MAX];
 	int		 i, rc;
 
-	if ((rc = conf_get_string(sc, key, &v)) != 1)
-		return rc;
+	if ((rc = conf_get_string(sc, key, &v)) != 1 || v == NULL)
+		return rc == 1 ? -1 : rc;
 	for (i = 0; names[i] != NULL; i++) {
 		if (strcmp(names[i], v) == 0) {
 			*val = i;

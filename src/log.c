@@ -15,6 +15,8 @@
 #include "mtlsd/log.h"
 
 #define LOG_LINE_MAX		4096
+#define LOG_VALUE_MAX		512	/* bytes of one value in a line */
+#define LOG_RESERVE		16	/* kept free for a line's closing */
 #define REJECT_BURST		20	/* lines at once */
 #define REJECT_PER_SEC		10	/* lines a second after that */
 
@@ -31,7 +33,7 @@ static const char *const level_names[] = { "error", "warn", "info", "debug" };
 static void	log_emit(enum log_level, const char *, const char *);
 static void	vlog(enum log_level, int, const char *, va_list)
 		    LOG_PRINTF(3, 0);
-static size_t	put_json(char *, size_t, size_t, const char *);
+static size_t	put_json(char *, size_t, size_t, const char *, size_t);
 static size_t	put_text(char *, size_t, size_t, const char *);
 static size_t	put_raw(char *, size_t, size_t, const char *);
 static size_t	put_stamp(char *, size_t, size_t, enum log_level);
@@ -66,14 +68,34 @@ put_raw(char *buf, size_t len, size_t off, const char *s)
 	return off;
 }
 
-/* A JSON string body: quotes, backslash and control bytes escaped. */
+/*
+ * A JSON string body: quotes, backslash and control bytes escaped.  At
+ * most LOG_VALUE_MAX bytes of s, and never past len - LOG_RESERVE, so
+ * that whatever follows (closing quote and brace) still fits; a cut
+ * value ends in "..." on a UTF-8 character boundary.
+ */
 static size_t
-put_json(char *buf, size_t len, size_t off, const char *s)
+put_json(char *buf, size_t len, size_t off, const char *s, size_t max)
 {
 	char		 esc[8];
 	unsigned char	 c;
+	size_t		 start = off, limit = len - LOG_RESERVE, n = 0;
 
-	for (; *s != '\0' && off < len - 8; s++) {
+	if (off >= limit)
+		return off;
+	for (; *s != '\0'; s++, n++) {
+		if (off + 6 >= limit || n >= max) {
+			while (off > start &&
+			    ((unsigned char)buf[off - 1] & 0xc0) == 0x80)
+				off--;
+			if (off > start && ((unsigned char)buf[off - 1] & 0x80))
+				off--;
+			if (off + 3 < len - 1) {
+				memcpy(buf + off, "...", 3);
+				off += 3;
+			}
+			break;
+		}
 		c = (unsigned char)*s;
 		if (c == '"' || c == '\\') {
 			buf[off++] = '\\';
@@ -95,7 +117,8 @@ put_text(char *buf, size_t len, size_t off, const char *s)
 {
 	const char	*p;
 
-	if (*s != '\0' && strpbrk(s, " \"\\=") == NULL) {
+	if (*s != '\0' && strlen(s) <= LOG_VALUE_MAX &&
+	    strpbrk(s, " \"\\=") == NULL) {
 		for (p = s; *p != '\0'; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				break;
@@ -103,7 +126,7 @@ put_text(char *buf, size_t len, size_t off, const char *s)
 			return put_raw(buf, len, off, s);
 	}
 	off = put_raw(buf, len, off, "\"");
-	off = put_json(buf, len, off, s);
+	off = put_json(buf, len, off, s, LOG_VALUE_MAX);
 	return put_raw(buf, len, off, "\"");
 }
 
@@ -157,11 +180,12 @@ log_emit(enum log_level level, const char *msg, const char *event)
 	if (log_format == LOG_FORMAT_JSON) {
 		if (event != NULL) {
 			off = put_raw(buf, sizeof(buf), off, ",\"event\":\"");
-			off = put_json(buf, sizeof(buf), off, event);
+			off = put_json(buf, sizeof(buf), off, event,
+			    LOG_VALUE_MAX);
 			off = put_raw(buf, sizeof(buf), off, "\"");
 		}
 		off = put_raw(buf, sizeof(buf), off, ",\"msg\":\"");
-		off = put_json(buf, sizeof(buf), off, msg);
+		off = put_json(buf, sizeof(buf), off, msg, sizeof(buf));
 		off = put_raw(buf, sizeof(buf), off, "\"}");
 	} else {
 		off = put_raw(buf, sizeof(buf), off, " ");
@@ -277,12 +301,17 @@ log_fields(enum log_level level, const char *event,
 	off = put_stamp(buf, sizeof(buf), 0, level);
 	if (log_format == LOG_FORMAT_JSON) {
 		off = put_raw(buf, sizeof(buf), off, ",\"event\":\"");
-		off = put_json(buf, sizeof(buf), off, event);
+		off = put_json(buf, sizeof(buf), off, event,
+		    LOG_VALUE_MAX);
 		off = put_raw(buf, sizeof(buf), off, "\"");
 		for (i = 0; i < nfields; i++) {
+			/* No room for one more whole field: leave it out. */
+			if (off + strlen(fields[i].lf_key) + 32 >=
+			    sizeof(buf) - LOG_RESERVE)
+				break;
 			off = put_raw(buf, sizeof(buf), off, ",\"");
 			off = put_json(buf, sizeof(buf), off,
-			    fields[i].lf_key);
+			    fields[i].lf_key, LOG_VALUE_MAX);
 			off = put_raw(buf, sizeof(buf), off, "\":");
 			if (fields[i].lf_number)
 				off = put_raw(buf, sizeof(buf), off,
@@ -290,18 +319,18 @@ log_fields(enum log_level level, const char *event,
 			else {
 				off = put_raw(buf, sizeof(buf), off, "\"");
 				off = put_json(buf, sizeof(buf), off,
-				    fields[i].lf_value);
+				    fields[i].lf_value, LOG_VALUE_MAX);
 				off = put_raw(buf, sizeof(buf), off, "\"");
 			}
 		}
-		/* A cut line must still be one valid JSON object. */
-		if (off >= sizeof(buf) - 8)
-			off = sizeof(buf) - 8;
 		off = put_raw(buf, sizeof(buf), off, "}");
 	} else {
 		off = put_raw(buf, sizeof(buf), off, " ");
 		off = put_raw(buf, sizeof(buf), off, event);
 		for (i = 0; i < nfields; i++) {
+			if (off + strlen(fields[i].lf_key) + 32 >=
+			    sizeof(buf) - LOG_RESERVE)
+				break;
 			off = put_raw(buf, sizeof(buf), off, " ");
 			off = put_raw(buf, sizeof(buf), off, fields[i].lf_key);
 			off = put_raw(buf, sizeof(buf), off, "=");

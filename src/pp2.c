@@ -144,7 +144,8 @@ pp2_encode(uint8_t *buf, size_t len, const struct sockaddr *src,
 	}
 
 	p = buf;
-	memcpy(p, MTLSD_PP2_SIG, MTLSD_PP2_SIG_LEN);
+	/* The signature is 12 bytes of binary, not a string. */
+	memcpy(p, MTLSD_PP2_SIG, MTLSD_PP2_SIG_LEN); /* NOLINT */
 	p[12] = MTLSD_PP2_VERSION | MTLSD_PP2_CMD_PROXY;
 	p[13] = (uint8_t)fam;
 	p[14] = (uint8_t)(payload >> 8);

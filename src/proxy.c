@@ -53,6 +53,13 @@ static struct event	*main_done;
 static struct event	*main_drain;
 static atomic_uint	 workers_running;
 
+/*
+ * gcc's analyzer loses track of the worker arrays that proxy_free()
+ * releases through p on the failure path, and reports them as leaks.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
 struct proxy *
 proxy_new(struct gen *g, const char *path)
 {
@@ -145,6 +152,7 @@ fail_quiet:
 	proxy_free(p);
 	return NULL;
 }
+#pragma GCC diagnostic pop
 
 /* One listening socket for route r; reuseport when workers share it. */
 static int
@@ -468,10 +476,10 @@ proxy_reload_tick(evutil_socket_t fd, short what, void *arg)
 	if (atomic_load(&p->p_stopping) != 0)
 		return;
 	watch_snapshot(p->p_gen, &now);
-	if (watch_equal(&now, &p->p_watch))
+	/* Unchanged, or still changing: wait a tick. */
+	if (watch_equal(&now, &p->p_watch) ||
+	    !watch_equal(&now, &p->p_watch_seen))
 		p->p_watch_seen = now;
-	else if (!watch_equal(&now, &p->p_watch_seen))
-		p->p_watch_seen = now;	/* still changing: wait a tick */
 	else if (proxy_reload(p, "files changed") == -1)
 		p->p_watch = now;	/* tried: wait for the next change */
 }

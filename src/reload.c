@@ -27,8 +27,9 @@ gen_load(const char *path, unsigned int id, FILE *errf)
 	g->g_id = id;
 	if (conf_load(path, errf, &g->g_conf) == -1)
 		goto fail;
+	/* An array of pointers, one per route. */
 	if ((g->g_tls = calloc(g->g_conf->c_nroutes,
-	    sizeof(*g->g_tls))) == NULL) {
+	    sizeof(struct tls_route *))) == NULL) {
 		fprintf(errf, "%s: out of memory\n", path);
 		goto fail;
 	}

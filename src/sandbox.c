@@ -160,6 +160,8 @@ sandbox_caps_clear(int bounding, int own, char *err, size_t errlen)
 	struct __user_cap_data_struct	 data[2];
 	int				 cap, last = CAP_LAST_CAP;
 	FILE				*f;
+	char				 num[32], *end;
+	long				 v;
 
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == -1 &&
 	    errno != EINVAL) {
@@ -170,8 +172,10 @@ sandbox_caps_clear(int bounding, int own, char *err, size_t errlen)
 	if (bounding && !skip("bounding")) {
 		/* The kernel may know more capabilities than our headers. */
 		if ((f = fopen("/proc/sys/kernel/cap_last_cap", "r")) != NULL) {
-			if (fscanf(f, "%d", &last) != 1)
-				last = CAP_LAST_CAP;
+			if (fgets(num, sizeof(num), f) != NULL &&
+			    (v = strtol(num, &end, 10)) >= 0 && v < 1024 &&
+			    end != num)
+				last = (int)v;
 			fclose(f);
 		}
 		for (cap = 0; cap <= last; cap++)
@@ -318,6 +322,38 @@ hex64(const char *s)
 	return strtoull(s, NULL, 16);
 }
 
+/* Up to n decimal numbers separated by blanks; how many were read. */
+static int
+decimals(const char *s, unsigned long *v, int n)
+{
+	char	*end;
+	int	 i;
+
+	for (i = 0; i < n; i++) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s < '0' || *s > '9')
+			break;
+		errno = 0;
+		v[i] = strtoul(s, &end, 10);
+		if (errno != 0)
+			break;
+		s = end;
+	}
+	return i;
+}
+
+/* A single decimal number, or -1 when there is none. */
+static int
+decimal(const char *s)
+{
+	unsigned long	v;
+
+	if (decimals(s, &v, 1) != 1 || v > 1000)
+		return -1;
+	return (int)v;
+}
+
 int
 sandbox_parse_status(const char *text, struct sandbox_state *st)
 {
@@ -335,15 +371,14 @@ sandbox_parse_status(const char *text, struct sandbox_state *st)
 		v++;
 		while (*v == ' ' || *v == '\t')
 			v++;
-		if (strncmp(line, "Uid:", 4) == 0 && sscanf(v, "%lu %lu %lu "
-		    "%lu", &a[0], &a[1], &a[2], &a[3]) == 4) {
+		if (strncmp(line, "Uid:", 4) == 0 && decimals(v, a, 4) == 4) {
 			st->ss_uid[0] = (uid_t)a[0];
 			st->ss_uid[1] = (uid_t)a[1];
 			st->ss_uid[2] = (uid_t)a[2];
 			st->ss_uid[3] = (uid_t)a[3];
 			seen |= 1;
-		} else if (strncmp(line, "Gid:", 4) == 0 && sscanf(v, "%lu %lu "
-		    "%lu %lu", &a[0], &a[1], &a[2], &a[3]) == 4) {
+		} else if (strncmp(line, "Gid:", 4) == 0 &&
+		    decimals(v, a, 4) == 4) {
 			st->ss_gid[0] = (gid_t)a[0];
 			st->ss_gid[1] = (gid_t)a[1];
 			st->ss_gid[2] = (gid_t)a[2];
@@ -372,10 +407,10 @@ sandbox_parse_status(const char *text, struct sandbox_state *st)
 		else if (strncmp(line, "CapAmb:", 7) == 0)
 			st->ss_capamb = hex64(v);
 		else if (strncmp(line, "NoNewPrivs:", 11) == 0) {
-			st->ss_nonewprivs = atoi(v);
+			st->ss_nonewprivs = decimal(v);
 			seen |= 16;
 		} else if (strncmp(line, "Seccomp:", 8) == 0) {
-			st->ss_seccomp = atoi(v);
+			st->ss_seccomp = decimal(v);
 			seen |= 32;
 		}
 	}

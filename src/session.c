@@ -352,7 +352,7 @@ flow_run(struct session *s, struct flow *f, int *which)
 {
 	struct worker	*w = s->s_w;
 	ssize_t		 n;
-	int		 budget = FLOW_BUDGET, r;
+	int		 budget = FLOW_BUDGET;
 
 	f->f_src->e_rd_want = WANT_NOTHING;
 	f->f_dst->e_wr_want = WANT_NOTHING;
@@ -374,7 +374,7 @@ flow_run(struct session *s, struct flow *f, int *which)
 		if (f->f_src->e_eof) {
 			if (f->f_dst->e_shut)
 				break;
-			if ((r = end_shutdown(f->f_dst)) == -1) {
+			if (end_shutdown(f->f_dst) == -1) {
 				/*
 				 * A peer that closed both ways before our
 				 * end of stream reached it lost nothing.
@@ -982,6 +982,7 @@ session_close_all(struct worker *w, const char *reason)
 {
 	struct session	*s;
 
+	/* session_close() unlinks s: the head moves on each turn. */
 	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL)
-		session_close(s, RESULT_TIMEOUT, reason);
+		session_close(s, RESULT_TIMEOUT, reason); /* NOLINT */
 }

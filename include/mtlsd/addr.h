@@ -33,8 +33,9 @@ struct addr {
 
 /*
  * Parses s into a.  "localhost" is taken as 127.0.0.1 at once (a_host
- * keeps the name), so that a loopback check never depends on /etc/hosts.  On error returns -1 and
- * writes a sentence for the user into err.
+ * keeps the name), so that a loopback check never depends on
+ * /etc/hosts.  On error returns -1 and writes a sentence for the user
+ * into err.
  */
 int	 addr_parse(const char *s, struct addr *a, char *err, size_t errlen);
 

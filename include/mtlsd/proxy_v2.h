@@ -215,6 +215,7 @@ mtlsd_pp2_parse(const void *buf, size_t len, struct mtlsd_pp2 *out)
 	if (p == NULL)
 		return len == 0 ? 0 : -1;
 	n = len < MTLSD_PP2_SIG_LEN ? len : MTLSD_PP2_SIG_LEN;
+	/* cppcheck-suppress knownConditionTrueFalse ; n is len, up to 12 */
 	if (n > 0 && memcmp(p, MTLSD_PP2_SIG, n) != 0)
 		goto fail;
 	if (len > 12 && ((p[12] & 0xf0) != MTLSD_PP2_VERSION ||

@@ -48,6 +48,21 @@ emit_fields(void)
 }
 
 static void
+emit_long(void)
+{
+	static char		 big[6000];
+	struct log_field	 f[3];
+
+	memset(big, 'l', sizeof(big) - 1);
+	/* A multi-byte character astride the cut must not be split. */
+	memcpy(big + 505, "\xc3\xa9\xc3\xa9\xc3\xa9", 6);
+	f[0] = (struct log_field){ "identity", big, 0 };
+	f[1] = (struct log_field){ "result", "ok", 0 };
+	f[2] = (struct log_field){ "bytes_in", "7", 1 };
+	log_fields(LOG_LEVEL_INFO, "conn", f, 3);
+}
+
+static void
 emit_debug(void)
 {
 	log_debug("not shown at info");
@@ -80,6 +95,29 @@ test_log_json_is_one_object(void **state)
 	assert_non_null(strstr(line,
 	    "\"reason\":\"identity not allowed: \\\"x\\\"\\u000a\""));
 	assert_string_equal(line + strlen(line) - 2, "}\n");
+}
+
+static void
+test_log_long_value_is_cut_safely(void **state)
+{
+	const char	*p;
+
+	(void)state;
+	log_init(LOG_LEVEL_INFO, LOG_FORMAT_JSON);
+	capture(emit_long);
+	/* Still one object, and the fields after the long one survive. */
+	assert_string_equal(line + strlen(line) - 2, "}\n");
+	assert_non_null(strstr(line, "...\",\"result\":\"ok\""));
+	assert_non_null(strstr(line, "\"bytes_in\":7}"));
+	assert_true(strlen(line) < 1024);
+	/* No orphaned UTF-8 continuation byte before the "...". */
+	p = strstr(line, "...");
+	assert_non_null(p);
+	assert_true(((unsigned char)p[-1] & 0xc0) != 0x80 ||
+	    ((unsigned char)p[-2] & 0xe0) == 0xc0);
+	log_init(LOG_LEVEL_INFO, LOG_FORMAT_TEXT);
+	capture(emit_long);
+	assert_non_null(strstr(line, "...\" result=ok bytes_in=7\n"));
 }
 
 static void
@@ -118,6 +156,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log_text_quotes_values),
 		cmocka_unit_test(test_log_json_is_one_object),
+		cmocka_unit_test(test_log_long_value_is_cut_safely),
 		cmocka_unit_test(test_log_level_filters),
 		cmocka_unit_test(test_log_reject_rate_limit),
 	};
