@@ -6,7 +6,7 @@
 #   make deps       install missing Debian packages (run by test and demo)
 
 PROG=		mtlsd
-SRCS=		addr.c conf.c policy.c log.c tls.c session.c proxy.c \
+SRCS=		addr.c conf.c conf_print.c policy.c log.c tls.c relay.c session.c proxy.c \
 		reload.c stats.c admin.c pp2.c sandbox.c sandbox_syscalls.c main.c
 PKGS=		openssl libevent_core libevent_extra libevent_openssl \
 		libevent_pthreads libconfig libseccomp

@@ -40,51 +40,17 @@
 #include "mtlsd/policy.h"
 #include "mtlsd/pp2.h"
 #include "mtlsd/proxy.h"
+#include "mtlsd/relay.h"
 #include "mtlsd/reload.h"
 #include "mtlsd/stats.h"
 #include "mtlsd/tls.h"
 
-#define FLOW_BUDGET		4	/* buffers a direction moves per turn */
-#define WORKER_FREEBUFS		64
 
 enum session_state {
 	SESSION_HANDSHAKE,
 	SESSION_CONNECTING,
 	SESSION_RELAYING,
 	SESSION_CLOSED
-};
-
-/* What one end of a session is waiting for. */
-enum want {
-	WANT_NOTHING = 0,
-	WANT_READ = EV_READ,
-	WANT_WRITE = EV_WRITE
-};
-
-struct end {
-	struct session		*e_s;
-	int			 e_fd;
-	SSL			*e_ssl;		/* NULL on the plaintext side */
-	struct event		 e_rev;
-	struct event		 e_wev;
-	unsigned int		 e_rarmed:1;
-	unsigned int		 e_warmed:1;
-	unsigned int		 e_evset:1;
-	unsigned int		 e_eof:1;	/* nothing more to read */
-	unsigned int		 e_shut:1;	/* we sent FIN/close_notify */
-	enum want		 e_rd_want;
-	enum want		 e_wr_want;
-	int			 e_errno;
-};
-
-/* One direction of the relay: src -> buf -> dst. */
-struct flow {
-	struct end		*f_src;
-	struct end		*f_dst;
-	char			*f_buf;
-	size_t			 f_off;
-	size_t			 f_len;
-	uint64_t		 f_bytes;
 };
 
 /* A name lookup in flight; outlives its session if that closes first. */
@@ -138,13 +104,6 @@ static int	session_pp2(struct session *);
 static void	session_close(struct session *, enum stats_result,
 		    const char *);
 static void	session_dns_cb(int, struct evutil_addrinfo *, void *);
-static void	end_init(struct session *, struct end *, int);
-static void	end_arm(struct end *, int, int);
-static void	end_close(struct end *, int);
-static ssize_t	end_read(struct end *, char *, size_t);
-static ssize_t	end_write(struct end *, const char *, size_t);
-static int	end_shutdown(struct end *);
-static int	flow_run(struct session *, struct flow *, int *);
 static void	timer_arm(struct session *, double);
 static double	elapsed(const struct timespec *, const struct timespec *);
 
@@ -165,277 +124,6 @@ timer_arm(struct session *s, double seconds)
 	evtimer_add(&s->s_timer, &tv);
 }
 
-static void
-end_init(struct session *s, struct end *e, int fd)
-{
-	e->e_s = s;
-	e->e_fd = fd;
-	event_assign(&e->e_rev, s->s_w->w_base, fd, EV_READ | EV_PERSIST,
-	    session_io, e);
-	event_assign(&e->e_wev, s->s_w->w_base, fd, EV_WRITE | EV_PERSIST,
-	    session_io, e);
-	e->e_evset = 1;
-}
-
-/* Waits for exactly what is asked: a level-triggered wish list. */
-static void
-end_arm(struct end *e, int rd, int wr)
-{
-	if (!e->e_evset)
-		return;
-	if (rd && !e->e_rarmed)
-		event_add(&e->e_rev, NULL);
-	else if (!rd && e->e_rarmed)
-		event_del(&e->e_rev);
-	if (wr && !e->e_warmed)
-		event_add(&e->e_wev, NULL);
-	else if (!wr && e->e_warmed)
-		event_del(&e->e_wev);
-	e->e_rarmed = rd != 0;
-	e->e_warmed = wr != 0;
-}
-
-static void
-end_close(struct end *e, int abort)
-{
-	struct linger	lg = { 1, 0 };
-
-	if (e->e_evset) {
-		event_del(&e->e_rev);
-		event_del(&e->e_wev);
-		e->e_evset = 0;
-	}
-	if (e->e_ssl != NULL) {
-		SSL_free(e->e_ssl);	/* does not own the fd: SSL_set_fd */
-		e->e_ssl = NULL;
-	}
-	if (e->e_fd != -1) {
-		/* A reset tells the other side it did not see a clean end. */
-		if (abort)
-			setsockopt(e->e_fd, SOL_SOCKET, SO_LINGER, &lg,
-			    sizeof(lg));
-		close(e->e_fd);
-		e->e_fd = -1;
-	}
-}
-
-/*
- * Reads into buf.  Returns bytes read, 0 when it would block (e_rd_want
- * says on what), -2 at end of stream, -1 on error (e_errno set).
- */
-static ssize_t
-end_read(struct end *e, char *buf, size_t len)
-{
-	ssize_t	n;
-
-	e->e_rd_want = WANT_NOTHING;
-	if (e->e_ssl == NULL) {
-		for (;;) {
-			n = recv(e->e_fd, buf, len, 0);
-			if (n > 0)
-				return n;
-			if (n == 0)
-				return -2;
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				e->e_rd_want = WANT_READ;
-				return 0;
-			}
-			e->e_errno = errno;
-			return -1;
-		}
-	}
-	ERR_clear_error();
-	n = SSL_read(e->e_ssl, buf, (int)len);
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(e->e_ssl, (int)n)) {
-	case SSL_ERROR_WANT_READ:
-		e->e_rd_want = WANT_READ;
-		return 0;
-	case SSL_ERROR_WANT_WRITE:
-		e->e_rd_want = WANT_WRITE;
-		return 0;
-	case SSL_ERROR_ZERO_RETURN:
-		/* close_notify, or a bare FIN (SSL_OP_IGNORE_UNEXPECTED_EOF) */
-		return -2;
-	case SSL_ERROR_SYSCALL:
-		e->e_errno = errno;
-		return -1;
-	default:
-		e->e_errno = 0;
-		return -1;
-	}
-}
-
-/* As end_read, for writing; never returns -2. */
-static ssize_t
-end_write(struct end *e, const char *buf, size_t len)
-{
-	ssize_t	n;
-
-	e->e_wr_want = WANT_NOTHING;
-	if (e->e_ssl == NULL) {
-		for (;;) {
-			n = send(e->e_fd, buf, len, MSG_NOSIGNAL);
-			if (n >= 0)
-				return n;
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				e->e_wr_want = WANT_WRITE;
-				return 0;
-			}
-			e->e_errno = errno;
-			return -1;
-		}
-	}
-	ERR_clear_error();
-	n = SSL_write(e->e_ssl, buf, (int)len);
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(e->e_ssl, (int)n)) {
-	case SSL_ERROR_WANT_READ:
-		e->e_wr_want = WANT_READ;
-		return 0;
-	case SSL_ERROR_WANT_WRITE:
-		e->e_wr_want = WANT_WRITE;
-		return 0;
-	default:
-		e->e_errno = errno;
-		return -1;
-	}
-}
-
-/*
- * Ends our sending on e: close_notify then FIN on the TLS side, FIN on
- * the plaintext side.  Returns 1 done, 0 would block, -1 error.
- */
-static int
-end_shutdown(struct end *e)
-{
-	int	r;
-
-	e->e_wr_want = WANT_NOTHING;
-	if (e->e_ssl != NULL) {
-		ERR_clear_error();
-		if ((r = SSL_shutdown(e->e_ssl)) < 0) {
-			switch (SSL_get_error(e->e_ssl, r)) {
-			case SSL_ERROR_WANT_WRITE:
-				e->e_wr_want = WANT_WRITE;
-				return 0;
-			case SSL_ERROR_WANT_READ:
-				e->e_wr_want = WANT_READ;
-				return 0;
-			default:
-				ERR_clear_error();
-				return -1;
-			}
-		}
-	}
-	if (shutdown(e->e_fd, SHUT_WR) == -1 && errno != ENOTCONN) {
-		e->e_errno = errno;
-		return -1;
-	}
-	e->e_shut = 1;
-	return 1;
-}
-
-/*
- * Moves what it can from f_src to f_dst.  Returns -1 when an end failed
- * (*which says 0 src, 1 dst), else 0; sets *more when it stopped only
- * because its budget for this turn ran out.
- */
-static int
-flow_run(struct session *s, struct flow *f, int *which)
-{
-	struct worker	*w = s->s_w;
-	ssize_t		 n;
-	int		 budget = FLOW_BUDGET;
-
-	f->f_src->e_rd_want = WANT_NOTHING;
-	f->f_dst->e_wr_want = WANT_NOTHING;
-	for (;;) {
-		if (f->f_len > 0) {
-			n = end_write(f->f_dst, f->f_buf + f->f_off, f->f_len);
-			if (n < 0) {
-				*which = 1;
-				return -1;
-			}
-			if (n == 0)
-				break;
-			f->f_off += (size_t)n;
-			f->f_len -= (size_t)n;
-			f->f_bytes += (uint64_t)n;
-			clock_gettime(CLOCK_MONOTONIC, &s->s_last);
-			continue;
-		}
-		if (f->f_src->e_eof) {
-			if (f->f_dst->e_shut)
-				break;
-			if (end_shutdown(f->f_dst) == -1) {
-				/*
-				 * A peer that closed both ways before our
-				 * end of stream reached it lost nothing.
-				 */
-				if (!f->f_dst->e_eof) {
-					*which = 1;
-					return -1;
-				}
-				f->f_dst->e_shut = 1;
-			}
-			break;
-		}
-		if (budget-- == 0) {
-			event_active(&s->s_kick, EV_TIMEOUT, 0);
-			break;
-		}
-		if (f->f_buf == NULL) {
-			if (w->w_freebufs != NULL) {
-				f->f_buf = w->w_freebufs;
-				w->w_freebufs = *(void **)f->f_buf;
-				w->w_nfreebufs--;
-			} else if ((f->f_buf = malloc(PROXY_BUFSZ)) == NULL) {
-				*which = 0;
-				f->f_src->e_errno = ENOMEM;
-				return -1;
-			}
-		}
-		f->f_off = 0;
-		n = end_read(f->f_src, f->f_buf, PROXY_BUFSZ);
-		if (n == -1) {
-			*which = 0;
-			return -1;
-		}
-		if (n == -2) {
-			f->f_src->e_eof = 1;
-			continue;
-		}
-		if (n == 0)
-			break;
-		f->f_len = (size_t)n;
-		clock_gettime(CLOCK_MONOTONIC, &s->s_last);
-	}
-	/* An idle direction holds no buffer. */
-	if (f->f_len == 0 && f->f_buf != NULL) {
-		if (w->w_nfreebufs < WORKER_FREEBUFS) {
-			*(void **)f->f_buf = w->w_freebufs;
-			w->w_freebufs = f->f_buf;
-			w->w_nfreebufs++;
-		} else
-			free(f->f_buf);
-		f->f_buf = NULL;
-	}
-	return 0;
-}
-
-static int
-flow_done(const struct flow *f)
-{
-	return f->f_src->e_eof && f->f_len == 0 && f->f_dst->e_shut;
-}
-
 /* One turn of the relay: both directions, then wait for what they need. */
 static void
 session_relay(struct session *s)
@@ -444,11 +132,11 @@ session_relay(struct session *s)
 	int		 which = 0;
 	char		 why[512], tlserr[256];
 
-	if (flow_run(s, &s->s_in, &which) == -1) {
+	if (flow_run(&s->s_in, s->s_w, &s->s_last, &s->s_kick, &which) == -1) {
 		bad = which ? u : d;
 		goto fail;
 	}
-	if (flow_run(s, &s->s_out, &which) == -1) {
+	if (flow_run(&s->s_out, s->s_w, &s->s_last, &s->s_kick, &which) == -1) {
 		bad = which ? d : u;
 		goto fail;
 	}
@@ -607,7 +295,7 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 	evtimer_assign(&s->s_timer, w->w_base, session_timer, s);
 	event_assign(&s->s_kick, w->w_base, -1, 0, session_kick, s);
 	TAILQ_INSERT_TAIL(&w->w_sessions, s, s_entry);
-	end_init(s, &s->s_down, fd);
+	end_init(&s->s_down, s, s->s_w->w_base, fd, session_io);
 
 	if (s->s_route->r_dir == ROUTE_OUTBOUND) {
 		session_connect(s);
@@ -760,7 +448,7 @@ session_connect_next(struct session *s)
 	}
 	if (sa->sa_family != AF_UNIX)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	end_init(s, &s->s_up, fd);
+	end_init(&s->s_up, s, s->s_w->w_base, fd, session_io);
 	if (connect(fd, sa, salen) == 0) {
 		session_connected(s);
 		return;

@@ -125,6 +125,8 @@ void	 conf_free(struct conf *conf);
 void	 conf_print(const struct conf *conf, FILE *out);
 
 const char *conf_rule_kind_name(enum rule_kind kind);
+const char *conf_log_level_name(enum log_level level);
+const char *conf_log_format_name(enum log_format format);
 const char *conf_route_dir_name(enum route_dir dir);
 
 #endif

@@ -1,0 +1,72 @@
+/*
+ * The relay between the two ends of a session; see relay.c.
+ */
+#ifndef MTLSD_RELAY_H
+#define MTLSD_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <openssl/ssl.h>
+
+struct session;
+struct worker;
+
+/* What one end of a session is waiting for. */
+enum want {
+	WANT_NOTHING = 0,
+	WANT_READ = EV_READ,
+	WANT_WRITE = EV_WRITE
+};
+
+struct end {
+	struct session		*e_s;
+	int			 e_fd;
+	SSL			*e_ssl;		/* NULL on the plaintext side */
+	struct event		 e_rev;
+	struct event		 e_wev;
+	unsigned int		 e_rarmed:1;
+	unsigned int		 e_warmed:1;
+	unsigned int		 e_evset:1;
+	unsigned int		 e_eof:1;	/* nothing more to read */
+	unsigned int		 e_shut:1;	/* we sent FIN/close_notify */
+	enum want		 e_rd_want;
+	enum want		 e_wr_want;
+	int			 e_errno;
+};
+
+/* One direction of the relay: src -> buf -> dst. */
+struct flow {
+	struct end		*f_src;
+	struct end		*f_dst;
+	char			*f_buf;
+	size_t			 f_off;
+	size_t			 f_len;
+	uint64_t		 f_bytes;
+};
+
+/* Sets up e's two events on fd; cb gets e as its argument. */
+void	 end_init(struct end *e, struct session *s, struct event_base *base,
+	    int fd, event_callback_fn cb);
+
+/* Waits for exactly what is asked: a level-triggered wish list. */
+void	 end_arm(struct end *e, int rd, int wr);
+
+/* Frees the SSL and closes the socket; abort sends a reset. */
+void	 end_close(struct end *e, int abort);
+
+/*
+ * Moves what it can from f_src to f_dst.  Returns -1 when an end failed
+ * (*which says 0 src, 1 dst), else 0.  Progress is stamped into *last;
+ * when the turn's budget runs out, kick is made active to go on.
+ */
+int	 flow_run(struct flow *f, struct worker *w, struct timespec *last,
+	    struct event *kick, int *which);
+
+/* The direction has ended: source at EOF, buffer empty, end passed on. */
+int	 flow_done(const struct flow *f);
+
+#endif
