@@ -16,7 +16,7 @@ UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log \
 # Debian packages: to build, to test, to run the demo.
 DEB_BUILD=	gcc make pkg-config libssl-dev libevent-dev libconfig-dev \
 		libcmocka-dev libseccomp-dev
-DEB_TEST=	openssl curl python3 procps iproute2 cppcheck clang-tidy
+DEB_TEST=	openssl curl python3 procps iproute2 cppcheck clang-tidy tcpdump
 DEB_ALL=	$(DEB_BUILD) $(DEB_TEST)
 
 CC?=		cc

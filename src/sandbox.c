@@ -257,8 +257,12 @@ sandbox_seccomp(char *err, size_t errlen)
 			return -1;
 		}
 	}
-	/* Every thread, should one exist already. */
+	/*
+	 * Every thread, should one exist already.  no_new_privs is ours
+	 * to set (sandbox_enter), so that the read-back proves our call.
+	 */
 	if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) != 0 ||
+	    (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) != 0 ||
 	    (rc = seccomp_load(ctx)) != 0) {
 		snprintf(err, errlen, "cannot load the seccomp filter: %s",
 		    strerror(-rc));
