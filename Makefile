@@ -16,7 +16,8 @@ UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log \
 # Debian packages: to build, to test, to run the demo.
 DEB_BUILD=	gcc make pkg-config libssl-dev libevent-dev libconfig-dev \
 		libcmocka-dev libseccomp-dev
-DEB_TEST=	openssl curl python3 procps iproute2 cppcheck clang-tidy tcpdump
+DEB_TEST=	openssl curl python3 procps iproute2 cppcheck clang-tidy tcpdump \
+		clang libclang-rt-14-dev
 DEB_ALL=	$(DEB_BUILD) $(DEB_TEST)
 
 CC?=		cc
@@ -124,6 +125,7 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) packaging
+	$(MAKE) fuzz-smoke
 
 certs:
 	@./certs-example/make-certs.sh certs-example/out >/dev/null

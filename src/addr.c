@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,32 +187,6 @@ addr_is_local(const struct addr *a)
 		return 1;
 	b = sin6->sin6_addr.s6_addr;
 	return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && b[12] == 127;
-}
-
-int
-addr_resolve(struct addr *a, char *err, size_t errlen)
-{
-	struct addrinfo	 hints, *res;
-	char		 port[8];
-	int		 rc;
-
-	if (a->a_kind != ADDR_NAME)
-		return 0;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
-	snprintf(port, sizeof(port), "%u", a->a_port);
-	if ((rc = getaddrinfo(a->a_host, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot resolve \"%s\": %s", a->a_host,
-		    gai_strerror(rc));
-		return -1;
-	}
-	memcpy(&a->a_ss, res->ai_addr, res->ai_addrlen);
-	a->a_sslen = res->ai_addrlen;
-	a->a_kind = ADDR_INET;
-	freeaddrinfo(res);
-	return 0;
 }
 
 const char *

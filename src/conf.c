@@ -681,7 +681,6 @@ conf_route(struct conf_ctx *cx, struct route_ctx *rc)
 	struct scope	 sc, tsc;
 	struct route	*r = rc->rc_route;
 	const char	*v;
-	char		 err[CONF_MSG_MAX];
 	int		 in = r->r_dir == ROUTE_INBOUND;
 
 	sc.sc_cx = cx;
@@ -712,10 +711,15 @@ conf_route(struct conf_ctx *cx, struct route_ctx *rc)
 	conf_keys(&sc, in ? inbound_keys : outbound_keys);
 
 	rc->rc_listen_ok = conf_route_addr(&sc, "listen", &r->r_listen, !in);
-	if (rc->rc_listen_ok && r->r_listen.a_kind == ADDR_NAME &&
-	    addr_resolve(&r->r_listen, err, sizeof(err)) == -1) {
+	/*
+	 * A listen address is an IP (or localhost, or a socket path): a
+	 * name would make loading, -t and every reload depend on DNS.
+	 */
+	if (rc->rc_listen_ok && r->r_listen.a_kind == ADDR_NAME) {
 		conf_keyerr(&sc, config_setting_get_member(rc->rc_set,
-		    "listen"), "listen", "%s", err);
+		    "listen"), "listen", "%s:%u: write an IP address "
+		    "(0.0.0.0 or [::] for every interface), not a host name",
+		    r->r_listen.a_host, r->r_listen.a_port);
 		rc->rc_listen_ok = 0;
 	}
 	rc->rc_target_ok = conf_route_addr(&sc, "target", &r->r_target, in);

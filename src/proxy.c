@@ -39,6 +39,7 @@
 #define MAX_WORKERS		64
 
 static void	proxy_accept(evutil_socket_t, short, void *);
+static int	proxy_refuse_one(struct listener *, int);
 static void	proxy_resume(evutil_socket_t, short, void *);
 static void	proxy_wake(evutil_socket_t, short, void *);
 static void	proxy_signal(evutil_socket_t, short, void *);
@@ -57,9 +58,10 @@ static atomic_uint	 workers_running;
  * gcc's analyzer loses track of the worker arrays that proxy_free()
  * releases through p on the failure path, and reports them as leaks.
  */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
+#endif
 struct proxy *
 proxy_new(struct gen *g, const char *path)
 {
@@ -109,12 +111,16 @@ proxy_new(struct gen *g, const char *path)
 
 	if ((p->p_workers = calloc(p->p_nworkers, sizeof(*w))) == NULL)
 		goto fail;
+	for (k = 0; k < p->p_nworkers; k++)
+		p->p_workers[k].w_spare_fd = -1;
 	for (k = 0; k < p->p_nworkers; k++) {
 		w = &p->p_workers[k];
 		w->w_proxy = p;
 		w->w_id = (unsigned int)k;
 		TAILQ_INIT(&w->w_sessions);
 		pthread_mutex_init(&w->w_mtx, NULL);
+		/* Kept in reserve for refusing clients when out of fds. */
+		w->w_spare_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		gen_ref(g);
 		w->w_gen = g;
 		if ((w->w_base = event_base_new()) == NULL)
@@ -152,7 +158,9 @@ fail_quiet:
 	proxy_free(p);
 	return NULL;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 /* One listening socket for route r; reuseport when workers share it. */
 static int
@@ -258,6 +266,35 @@ proxy_resume(evutil_socket_t fd, short what, void *arg)
 		event_add(&l->l_ev, NULL);
 }
 
+/*
+ * Out of descriptors: give the worker's spare one up for a moment to
+ * accept the waiting client and reset it at once, so that it is refused
+ * instead of left hanging in the backlog.  0 when one was refused.
+ */
+static int
+proxy_refuse_one(struct listener *l, int lfd)
+{
+	struct worker	*w = l->l_worker;
+	struct linger	 lg = { 1, 0 };
+	int		 fd, saved = errno;
+
+	if (w->w_spare_fd == -1)
+		return -1;
+	close(w->w_spare_fd);
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd != -1) {
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+	}
+	w->w_spare_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd != -1 && log_reject_allowed())
+		log_warnx("route %s: a client was refused: out of file "
+		    "descriptors (RLIMIT_NOFILE)",
+		    w->w_gen->g_conf->c_routes[l->l_index].r_name);
+	errno = saved;
+	return fd == -1 ? -1 : 0;
+}
+
 static void
 proxy_accept(evutil_socket_t lfd, short what, void *arg)
 {
@@ -285,9 +322,13 @@ proxy_accept(evutil_socket_t lfd, short what, void *arg)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
+			if ((errno == EMFILE || errno == ENFILE) &&
+			    proxy_refuse_one(l, lfd) == 0)
+				continue;
 			/*
-			 * Out of descriptors or memory: stop accepting for a
-			 * moment instead of spinning on a ready listener.
+			 * Out of descriptors or memory, with no spare one:
+			 * stop accepting for a moment instead of spinning on
+			 * a ready listener.
 			 */
 			log_warn("route %s: accept (pausing 1 s)", r->r_name);
 			event_del(&l->l_ev);
@@ -668,6 +709,8 @@ proxy_free(struct proxy *p)
 		free(w->w_listeners);
 		if (w->w_wake != NULL)
 			event_free(w->w_wake);
+		if (w->w_spare_fd != -1)
+			close(w->w_spare_fd);
 		if (w->w_dns != NULL)
 			evdns_base_free(w->w_dns, 1);
 		if (w->w_base != NULL)

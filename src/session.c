@@ -84,7 +84,9 @@ struct session {
 	int			 s_dns_done;
 	int			 s_attempts;	/* connects tried */
 	struct timespec		 s_hs_start;
-	struct tls_judgement	 s_j;
+	/* The verdict, while it matters: freed once the session relays. */
+	struct tls_judgement	*s_j;
+	char			*s_identity;	/* kept for the close line */
 	const char		*s_tls_version;	/* static strings of libssl */
 	const char		*s_cipher;
 	size_t			 s_pp2_len;	/* PROXY header bytes sent */
@@ -101,6 +103,7 @@ static void	session_connect_next(struct session *);
 static void	session_connected(struct session *);
 static void	session_relay(struct session *);
 static int	session_pp2(struct session *);
+static void	session_settle(struct session *);
 static void	session_close(struct session *, enum stats_result,
 		    const char *);
 static void	session_dns_cb(int, struct evutil_addrinfo *, void *);
@@ -224,8 +227,8 @@ session_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_HANDSHAKE:
 		snprintf(why, sizeof(why), "TLS handshake not finished within "
 		    "%.1f s", lim->l_handshake_timeout);
-		s->s_j.tj_stage = STAGE_HANDSHAKE;
-		s->s_j.tj_reason = REASON_PROTOCOL;
+		s->s_j->tj_stage = STAGE_HANDSHAKE;
+		s->s_j->tj_reason = REASON_PROTOCOL;
 		session_close(s, RESULT_TIMEOUT, why);
 		break;
 	case SESSION_CONNECTING:
@@ -260,9 +263,11 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 	struct session		*s;
 	int			 one = 1;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->s_j = calloc(1, sizeof(*s->s_j))) == NULL) {
 		log_warnx("route %s: out of memory, connection dropped",
 		    r->r_name);
+		free(s);
 		close(fd);
 		atomic_fetch_sub(&w->w_proxy->p_active, 1);
 		return;
@@ -280,7 +285,7 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 	s->s_in.f_dst = &s->s_up;
 	s->s_out.f_src = &s->s_up;
 	s->s_out.f_dst = &s->s_down;
-	tls_judgement_clear(&s->s_j);
+	tls_judgement_clear(s->s_j);
 	clock_gettime(CLOCK_MONOTONIC, &s->s_start);
 	s->s_last = s->s_start;
 	s->s_hs_start = s->s_start;
@@ -302,7 +307,7 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 		return;
 	}
 	s->s_tlsend = &s->s_down;
-	if ((s->s_down.e_ssl = tls_ssl_new(s->s_tls, fd, &s->s_j)) == NULL) {
+	if ((s->s_down.e_ssl = tls_ssl_new(s->s_tls, fd, s->s_j)) == NULL) {
 		session_close(s, RESULT_HANDSHAKE_FAILED, "cannot create TLS state");
 		return;
 	}
@@ -327,8 +332,8 @@ session_handshake(struct session *s)
 		s->s_tls_version = SSL_get_version(e->e_ssl);
 		s->s_cipher = SSL_get_cipher_name(e->e_ssl);
 		stats_handshake(&s->s_w->w_proxy->p_stats, s->s_hs_seconds);
-		if (!tls_handshake_done(s->s_tls, e->e_ssl, &s->s_j)) {
-			session_close(s, RESULT_IDENTITY_REJECTED, s->s_j.tj_error);
+		if (!tls_handshake_done(s->s_tls, e->e_ssl, s->s_j)) {
+			session_close(s, RESULT_IDENTITY_REJECTED, s->s_j->tj_error);
 			return;
 		}
 		end_arm(e, 0, 0);
@@ -336,6 +341,7 @@ session_handshake(struct session *s)
 			session_connect(s);
 			return;
 		}
+		session_settle(s);
 		s->s_state = SESSION_RELAYING;
 		s->s_last = now;
 		timer_arm(s, lim->l_idle_timeout);
@@ -353,10 +359,10 @@ session_handshake(struct session *s)
 		break;
 	}
 	log_tls_errors(errs, sizeof(errs));
-	tls_handshake_failed(e->e_ssl, &s->s_j, errs);
-	session_close(s, s->s_j.tj_stage == STAGE_IDENTITY ?
+	tls_handshake_failed(e->e_ssl, s->s_j, errs);
+	session_close(s, s->s_j->tj_stage == STAGE_IDENTITY ?
 	    RESULT_IDENTITY_REJECTED : RESULT_HANDSHAKE_FAILED,
-	    s->s_j.tj_error);
+	    s->s_j->tj_error);
 }
 
 static void
@@ -487,7 +493,7 @@ session_connected(struct session *s)
 	if (s->s_route->r_dir == ROUTE_OUTBOUND) {
 		s->s_tlsend = &s->s_up;
 		if ((s->s_up.e_ssl = tls_ssl_new(s->s_tls, s->s_up.e_fd,
-		    &s->s_j)) == NULL) {
+		    s->s_j)) == NULL) {
 			session_close(s, RESULT_HANDSHAKE_FAILED,
 			    "cannot create TLS state");
 			return;
@@ -503,6 +509,7 @@ session_connected(struct session *s)
 		    "cannot build the PROXY v2 header");
 		return;
 	}
+	session_settle(s);
 	s->s_state = SESSION_RELAYING;
 	clock_gettime(CLOCK_MONOTONIC, &s->s_last);
 	timer_arm(s, lim->l_idle_timeout);
@@ -519,7 +526,7 @@ session_pp2(struct session *s)
 	struct pp2_info		 info;
 	struct sockaddr_storage	 local;
 	socklen_t		 len = sizeof(local);
-	const struct identities	*ids = &s->s_j.tj_ids;
+	const struct identities	*ids = &s->s_j->tj_ids;
 	SSL			*ssl = s->s_down.e_ssl;
 	const unsigned char	*alpn = NULL;
 	unsigned int		 alpn_len = 0;
@@ -542,9 +549,9 @@ session_pp2(struct session *s)
 			info.ssl_cn = ids->ids_list[i].id_value;
 			break;
 		}
-	info.identity = s->s_j.tj_verdict.v_match;
+	info.identity = s->s_j->tj_verdict.v_match;
 	info.route = s->s_route->r_name;
-	info.sha256 = s->s_j.tj_sha256;
+	info.sha256 = s->s_j->tj_sha256;
 	if (s->s_in.f_buf == NULL &&
 	    (s->s_in.f_buf = malloc(PROXY_BUFSZ)) == NULL)
 		return -1;
@@ -557,6 +564,23 @@ session_pp2(struct session *s)
 	s->s_in.f_len = (size_t)n;
 	s->s_pp2_len = (size_t)n;
 	return 0;
+}
+
+/*
+ * The verdict has served its purpose (the handshake, the PROXY header):
+ * keep only the identity for the close line.  An idle connection then
+ * costs ~1.7 KiB less.
+ */
+static void
+session_settle(struct session *s)
+{
+	if (s->s_j == NULL)
+		return;
+	s->s_identity = strdup(policy_primary(&s->s_j->tj_ids));
+	tls_ssl_forget(s->s_tlsend->e_ssl);
+	tls_judgement_clear(s->s_j);
+	free(s->s_j);
+	s->s_j = NULL;
 }
 
 /* Bytes of the client's own data that reached the target. */
@@ -584,8 +608,8 @@ session_log(struct session *s, enum stats_result res, const char *reason)
 
 	const char		*result = stats_result_name(res);
 
-	reject = res == RESULT_HANDSHAKE_FAILED ||
-	    res == RESULT_IDENTITY_REJECTED;
+	reject = (res == RESULT_HANDSHAKE_FAILED ||
+	    res == RESULT_IDENTITY_REJECTED) && s->s_j != NULL;
 	if (!log_enabled(reject ? LOG_LEVEL_WARN : LOG_LEVEL_INFO))
 		return;
 	if (reject && !log_reject_allowed())
@@ -593,8 +617,12 @@ session_log(struct session *s, enum stats_result res, const char *reason)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ver = s->s_tls_version != NULL ? s->s_tls_version : "-";
 	cipher = s->s_cipher != NULL ? s->s_cipher : "-";
-	ident = policy_primary(&s->s_j.tj_ids);
-	snprintf(in, sizeof(in), "%llu", (unsigned long long)session_bytes_in(s));
+	if (s->s_j != NULL)
+		ident = policy_primary(&s->s_j->tj_ids);
+	else
+		ident = s->s_identity != NULL ? s->s_identity : "-";
+	snprintf(in, sizeof(in), "%llu",
+	    (unsigned long long)session_bytes_in(s));
 	snprintf(out, sizeof(out), "%llu",
 	    (unsigned long long)s->s_out.f_bytes);
 	snprintf(dur, sizeof(dur), "%.3f", elapsed(&s->s_start, &now));
@@ -610,7 +638,7 @@ session_log(struct session *s, enum stats_result res, const char *reason)
 	f[n++] = (struct log_field){ "duration", dur, 1 };
 	f[n++] = (struct log_field){ "result", result, 0 };
 	if (reject) {
-		n += tls_judgement_fields(&s->s_j, f + n,
+		n += tls_judgement_fields(s->s_j, f + n,
 		    sizeof(f) / sizeof(f[0]) - n, scratch, sizeof(scratch));
 		log_fields(LOG_LEVEL_WARN, "reject", f, n);
 		return;
@@ -631,15 +659,17 @@ session_close(struct session *s, enum stats_result res, const char *reason)
 	s->s_state = SESSION_CLOSED;
 	reject = res == RESULT_HANDSHAKE_FAILED ||
 	    res == RESULT_IDENTITY_REJECTED;
-	if (reason != NULL && s->s_j.tj_error[0] == '\0' &&
+	if (reject && s->s_j == NULL)
+		reject = 0;	/* cannot happen: rejections precede settling */
+	if (reject && reason != NULL && s->s_j->tj_error[0] == '\0' &&
 	    res == RESULT_HANDSHAKE_FAILED)
-		snprintf(s->s_j.tj_error, sizeof(s->s_j.tj_error), "%s",
+		snprintf(s->s_j->tj_error, sizeof(s->s_j->tj_error), "%s",
 		    reason);
-	if (reject && s->s_j.tj_reason == REASON_NONE)
-		s->s_j.tj_reason = REASON_OTHER;
+	if (reject && s->s_j->tj_reason == REASON_NONE)
+		s->s_j->tj_reason = REASON_OTHER;
 	session_log(s, res, reason);
 	stats_conn_close(&w->w_proxy->p_stats, s->s_index, res,
-	    reject ? s->s_j.tj_reason : REASON_NONE, 1,
+	    reject ? s->s_j->tj_reason : REASON_NONE, 1,
 	    (unsigned long)session_bytes_in(s),
 	    (unsigned long)s->s_out.f_bytes);
 
@@ -656,7 +686,11 @@ session_close(struct session *s, enum stats_result res, const char *reason)
 	end_close(&s->s_up, abort);
 	free(s->s_in.f_buf);
 	free(s->s_out.f_buf);
-	tls_judgement_clear(&s->s_j);
+	if (s->s_j != NULL) {
+		tls_judgement_clear(s->s_j);
+		free(s->s_j);
+	}
+	free(s->s_identity);
 	TAILQ_REMOVE(&w->w_sessions, s, s_entry);
 	gen_unref(s->s_gen);
 	free(s);

@@ -465,6 +465,12 @@ tls_route_new(const struct conf *conf, const struct route *r, FILE *errf)
 		    EVP_sha256(), NULL);
 		SSL_CTX_set_session_id_context(tr->tr_ctx, sid, sidlen);
 		SSL_CTX_set_num_tickets(tr->tr_ctx, 1);
+		/*
+		 * Tickets are stateless: the server-side cache would only
+		 * hold a session (and its peer chain) per client in memory.
+		 */
+		SSL_CTX_set_session_cache_mode(tr->tr_ctx,
+		    SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
 	} else
 		SSL_CTX_set_session_cache_mode(tr->tr_ctx, SSL_SESS_CACHE_OFF);
 	ERR_clear_error();
@@ -514,6 +520,13 @@ tls_ssl_new(struct tls_route *tr, int fd, struct tls_judgement *j)
 		return NULL;
 	}
 	return ssl;
+}
+
+void
+tls_ssl_forget(SSL *ssl)
+{
+	if (ssl != NULL)
+		SSL_set_ex_data(ssl, tls_ssl_idx, NULL);
 }
 
 int

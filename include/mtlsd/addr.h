@@ -1,8 +1,9 @@
 /*
  * Listen and target addresses: "HOST:PORT", "[v6]:PORT" and "unix:/path".
  *
- * Parsing is pure; only addr_resolve() may consult the resolver, and it is
- * called at start-up, never from an event loop.
+ * Parsing is pure: it never consults the resolver.  Outbound targets that
+ * are host names are resolved per connection by the event loop's
+ * asynchronous resolver (session.c).
  */
 #ifndef MTLSD_ADDR_H
 #define MTLSD_ADDR_H
@@ -14,7 +15,7 @@
 #include <stdint.h>
 
 #define ADDR_HOST_MAX	256
-#define ADDR_STR_MAX	(sizeof(((struct sockaddr_un *)0)->sun_path) + 8)
+#define ADDR_STR_MAX	(ADDR_HOST_MAX + 8)	/* "[host]:65535" or unix:path */
 
 enum addr_kind {
 	ADDR_INET,		/* numeric IPv4 or IPv6, a_ss is valid */
@@ -41,9 +42,6 @@ int	 addr_parse(const char *s, struct addr *a, char *err, size_t errlen);
 
 /* 1 if a is in 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104 or a unix socket. */
 int	 addr_is_local(const struct addr *a);
-
-/* Resolves an ADDR_NAME with getaddrinfo (blocking: start-up only). */
-int	 addr_resolve(struct addr *a, char *err, size_t errlen);
 
 /* The canonical text form, as addr_parse reads it back. */
 const char *addr_str(const struct addr *a, char *buf, size_t len);

@@ -51,6 +51,7 @@ struct worker {
 	size_t			 w_nlisteners;
 	struct event		*w_wake;	/* the main thread's requests */
 	int			 w_draining;
+	int			 w_spare_fd;	/* given up to refuse, at EMFILE */
 	TAILQ_HEAD(, session)	 w_sessions;
 	void			*w_freebufs;	/* a short free list */
 	unsigned int		 w_nfreebufs;

@@ -88,6 +88,9 @@ int	 tls_route_check_own(const struct tls_route *tr, char *err,
 /* A new SSL for one connection; j receives the verdict of its handshake. */
 SSL	*tls_ssl_new(struct tls_route *tr, int fd, struct tls_judgement *j);
 
+/* The judgement is gone: a late verify step must fail, not touch it. */
+void	 tls_ssl_forget(SSL *ssl);
+
 /*
  * After the handshake completed: a resumed session skipped the verify
  * step, so judge its peer certificate against today's allow rules.

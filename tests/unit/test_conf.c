@@ -634,6 +634,7 @@ test_conf_bad_addresses(void **state)
 		"[::1]8443",
 		":8443",
 		"unix:relative.sock",
+		"api.example.org:8443",	/* a name would need DNS */
 	};
 	char	 text[512];
 	size_t	 i;
