@@ -207,7 +207,7 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
     struct event *kick, int *which)
 {
 	ssize_t		 n;
-	int		 budget = FLOW_BUDGET;
+	int		 budget = FLOW_BUDGET, drained = 0;
 
 	f->f_src->e_rd_want = WANT_NOTHING;
 	f->f_dst->e_wr_want = WANT_NOTHING;
@@ -242,6 +242,14 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 			}
 			break;
 		}
+		/*
+		 * A short read left nothing behind: another read now would
+		 * only say "would block".  Wait for the poller instead.
+		 */
+		if (drained) {
+			f->f_src->e_rd_want = WANT_READ;
+			break;
+		}
 		if (budget-- == 0) {
 			event_active(kick, EV_TIMEOUT, 0);
 			break;
@@ -270,6 +278,8 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 		if (n == 0)
 			break;
 		f->f_len = (size_t)n;
+		drained = (size_t)n < PROXY_BUFSZ && (f->f_src->e_ssl == NULL ||
+		    !SSL_has_pending(f->f_src->e_ssl));
 		clock_gettime(CLOCK_MONOTONIC, last);
 	}
 	/* An idle direction holds no buffer. */
