@@ -181,16 +181,13 @@ tls_fingerprint(X509 *leaf, struct tls_judgement *j)
 		snprintf(j->tj_fingerprint + 2 * i, 3, "%02x", j->tj_sha256[i]);
 }
 
-/* The one place a peer is judged: chain, then identity. */
+/* A fresh judgement of leaf: its fingerprint and identities; 0 if none. */
 static int
-tls_judge(struct tls_route *tr, X509_STORE_CTX *xctx, struct tls_judgement *j)
+tls_judge_begin(X509 *leaf, struct tls_judgement *j)
 {
-	X509	*leaf;
-	int	 err;
-
 	tls_judgement_clear(j);
 	j->tj_judged = 1;
-	if ((leaf = X509_STORE_CTX_get0_cert(xctx)) == NULL) {
+	if (leaf == NULL) {
 		j->tj_stage = STAGE_HANDSHAKE;
 		j->tj_reason = REASON_NO_CERTIFICATE;
 		snprintf(j->tj_error, sizeof(j->tj_error),
@@ -204,6 +201,19 @@ tls_judge(struct tls_route *tr, X509_STORE_CTX *xctx, struct tls_judgement *j)
 		snprintf(j->tj_error, sizeof(j->tj_error), "out of memory");
 		return 0;
 	}
+	return 1;
+}
+
+/* The one place a peer is judged: chain, then identity. */
+static int
+tls_judge(struct tls_route *tr, X509_STORE_CTX *xctx, struct tls_judgement *j)
+{
+	X509	*leaf;
+	int	 err;
+
+	leaf = X509_STORE_CTX_get0_cert(xctx);
+	if (!tls_judge_begin(leaf, j))
+		return 0;
 
 	X509_STORE_CTX_set_ex_data(xctx, tls_xctx_idx, tr);
 	X509_STORE_CTX_set_verify_cb(xctx, tls_verify_cb);
@@ -551,22 +561,9 @@ tls_handshake_done(struct tls_route *tr, SSL *ssl, struct tls_judgement *j)
 	 * No verify step ran: a resumed session.  Its chain was verified
 	 * when it was made; its identity is judged again by today's rules.
 	 */
-	tls_judgement_clear(j);
-	j->tj_judged = 1;
-	if ((peer = SSL_get0_peer_certificate(ssl)) == NULL) {
-		j->tj_stage = STAGE_HANDSHAKE;
-		j->tj_reason = REASON_NO_CERTIFICATE;
-		snprintf(j->tj_error, sizeof(j->tj_error),
-		    "peer sent no certificate");
+	peer = SSL_get0_peer_certificate(ssl);
+	if (!tls_judge_begin(peer, j))
 		return 0;
-	}
-	tls_fingerprint(peer, j);
-	if (policy_identities(peer, &j->tj_ids) == -1) {
-		j->tj_stage = STAGE_IDENTITY;
-		j->tj_reason = REASON_OTHER;
-		snprintf(j->tj_error, sizeof(j->tj_error), "out of memory");
-		return 0;
-	}
 	if (X509_cmp_time(X509_get0_notAfter(peer), NULL) < 0) {
 		j->tj_stage = STAGE_CHAIN;
 		j->tj_reason = REASON_EXPIRED;
