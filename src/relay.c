@@ -21,6 +21,7 @@
 #include "mtlsd/relay.h"
 
 #define FLOW_BUDGET		4	/* buffers a direction moves per turn */
+#define TLS_RECORD_MAX		16384	/* plaintext of one TLS record */
 #define WORKER_FREEBUFS		64
 
 static ssize_t	end_read(struct end *, char *, size_t);
@@ -265,22 +266,40 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 				return -1;
 			}
 		}
+		/*
+		 * Fill the buffer, several TLS records if they are there,
+		 * so that the other side gets one write for all of them.
+		 */
 		f->f_off = 0;
-		n = end_read(f->f_src, f->f_buf, PROXY_BUFSZ);
-		if (n == -1) {
-			*which = 0;
-			return -1;
+		while (f->f_len < PROXY_BUFSZ) {
+			n = end_read(f->f_src, f->f_buf + f->f_len,
+			    PROXY_BUFSZ - f->f_len);
+			if (n == -1) {
+				*which = 0;
+				return -1;
+			}
+			if (n == -2) {
+				f->f_src->e_eof = 1;
+				break;
+			}
+			if (n == 0) {
+				drained = f->f_len > 0;
+				break;
+			}
+			f->f_len += (size_t)n;
+			/* A short read that left nothing in libssl. */
+			if ((f->f_src->e_ssl == NULL && f->f_len < PROXY_BUFSZ) ||
+			    (f->f_src->e_ssl != NULL &&
+			    !SSL_has_pending(f->f_src->e_ssl) &&
+			    n < TLS_RECORD_MAX)) {
+				drained = 1;
+				break;
+			}
 		}
-		if (n == -2) {
-			f->f_src->e_eof = 1;
-			continue;
-		}
-		if (n == 0)
-			break;
-		f->f_len = (size_t)n;
-		drained = (size_t)n < PROXY_BUFSZ && (f->f_src->e_ssl == NULL ||
-		    !SSL_has_pending(f->f_src->e_ssl));
-		clock_gettime(CLOCK_MONOTONIC, last);
+		if (f->f_len == 0 && !f->f_src->e_eof)
+			break;		/* would block: e_rd_want says on what */
+		if (f->f_len > 0)
+			clock_gettime(CLOCK_MONOTONIC, last);
 	}
 	/* An idle direction holds no buffer. */
 	if (f->f_len == 0 && f->f_buf != NULL) {

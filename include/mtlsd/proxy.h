@@ -23,7 +23,7 @@
 #include "mtlsd/stats.h"
 #include "mtlsd/tls.h"
 
-#define PROXY_BUFSZ	((size_t)16 * 1024)	/* one TLS record */
+#define PROXY_BUFSZ	((size_t)32 * 1024)	/* two TLS records */
 
 struct admin;
 struct proxy;
