@@ -189,6 +189,11 @@ main(int argc, char *argv[])
 		return rc;
 	}
 
+	/*
+	 * A reload asked for before the loop runs has nothing to reload:
+	 * the material is being read right now.  It must not kill us.
+	 */
+	signal(SIGHUP, SIG_IGN);
 	if (tls_init() == -1 || (g = gen_load(path, 1, stderr)) == NULL)
 		return EXIT_CONFIG;
 	conf = g->g_conf;
