@@ -17,7 +17,8 @@ UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log \
 DEB_BUILD=	gcc make pkg-config libssl-dev libevent-dev libconfig-dev \
 		libcmocka-dev libseccomp-dev
 DEB_TEST=	openssl curl python3 procps iproute2 cppcheck clang-tidy tcpdump \
-		clang libclang-rt-14-dev
+		clang libclang-rt-14-dev testssl.sh sslscan apparmor \
+		python3-prometheus-client python3-yaml util-linux valgrind
 DEB_ALL=	$(DEB_BUILD) $(DEB_TEST)
 
 CC?=		cc
