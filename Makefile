@@ -38,6 +38,10 @@ SAN=		-fsanitize=address,undefined -fno-sanitize-recover=all \
 TEST_CFLAGS=	$(BASE_CFLAGS) -O1 -g $(SAN) -DMTLSD_TEST
 TEST_LDFLAGS=	$(SAN)
 
+# The test build without sanitizers, for valgrind (make memcheck).
+DBG_CFLAGS=	$(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -DMTLSD_TEST
+DBG_OBJS=	$(SRCS:%.c=build/debug/%.o)
+
 REL_OBJS=	$(SRCS:%.c=build/rel/%.o)
 TEST_OBJS=	$(SRCS:%.c=build/test/%.o)
 LIB_TEST_OBJS=	$(filter-out build/test/main.o,$(TEST_OBJS))
@@ -48,6 +52,7 @@ Q=		@
 endif
 
 .PHONY: all deps test unit integration packaging lint demo certs clean \
+	memcheck soak \
 	seccomp-profile
 
 all: build/$(PROG)
@@ -71,8 +76,22 @@ build/test/test_%: tests/unit/test_%.c $(LIB_TEST_OBJS)
 build/test/pp2_backend: tests/tools/pp2_backend.c include/mtlsd/proxy_v2.h
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Iinclude $(WARN) -O2 -o $@ $<
 
-build/rel build/test:
+build/debug/%.o: src/%.c | build/debug
+	$(Q)$(CC) $(DBG_CFLAGS) -c -o $@ $<
+
+build/debug/$(PROG): $(DBG_OBJS)
+	$(Q)$(CC) -o $@ $(DBG_OBJS) $(PKG_LIBS)
+
+build/rel build/test build/debug:
 	$(Q)mkdir -p $@
+
+# valgrind memcheck over most of the integration suite (~6 min).
+memcheck: build/debug/$(PROG) build/test/pp2_backend certs
+	bash tests/memcheck.sh build/debug/$(PROG)
+
+# ~2000 concurrent connections, SIGHUP every second; SOAK_SECONDS (180).
+soak: build/$(PROG) certs
+	/usr/bin/python3 tests/soak/soak.py --mtlsd build/$(PROG)
 
 deps:
 	@missing=""; for p in $(DEB_ALL); do \
@@ -138,7 +157,7 @@ demo: deps
 clean:
 	rm -rf build certs-example/out
 
--include $(REL_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(REL_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(DBG_OBJS:.o=.d)
 
 # Benchmarks and fuzzing keep their rules beside their sources.
 -include bench/bench.mk

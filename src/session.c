@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,7 @@ static void	session_connected(struct session *);
 static void	session_relay(struct session *);
 static int	session_pp2(struct session *);
 static void	session_settle(struct session *);
+static void	session_trim(struct worker *);
 static void	session_close(struct session *, enum stats_result,
 		    const char *);
 static void	session_dns_cb(int, struct evutil_addrinfo *, void *);
@@ -695,8 +697,27 @@ session_close(struct session *s, enum stats_result res, const char *reason)
 	gen_unref(s->s_gen);
 	free(s);
 	atomic_fetch_sub(&w->w_proxy->p_active, 1);
-	if (w->w_draining && TAILQ_EMPTY(&w->w_sessions))
-		event_base_loopexit(w->w_base, NULL);
+	if (TAILQ_EMPTY(&w->w_sessions)) {
+		if (w->w_draining)
+			event_base_loopexit(w->w_base, NULL);
+		session_trim(w);
+	}
+}
+
+/*
+ * A worker with no session left gives the memory its arena holds back
+ * to the system, at most once a minute: after a burst, RSS returns.
+ */
+static void
+session_trim(struct worker *w)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - w->w_trimmed < 60)
+		return;
+	w->w_trimmed = now.tv_sec;
+	malloc_trim(0);
 }
 
 void

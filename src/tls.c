@@ -28,8 +28,8 @@
 #include "mtlsd/tls.h"
 
 #define TLS_VERIFY_DEPTH	8
-#define TLS_SESSION_CACHE	8192	/* resumable sessions per route */
-#define TLS_SESSION_LIFETIME	3600	/* seconds */
+#define TLS_SESSION_CACHE	2048	/* resumable sessions per route */
+#define TLS_SESSION_LIFETIME	1800	/* seconds */
 
 static int	tls_ssl_idx = -1;	/* SSL -> struct tls_judgement */
 static int	tls_xctx_idx = -1;	/* X509_STORE_CTX -> struct tls_route */

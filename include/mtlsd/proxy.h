@@ -52,6 +52,7 @@ struct worker {
 	struct event		*w_wake;	/* the main thread's requests */
 	int			 w_draining;
 	int			 w_spare_fd;	/* given up to refuse, at EMFILE */
+	time_t			 w_trimmed;	/* last malloc_trim(), seconds */
 	TAILQ_HEAD(, session)	 w_sessions;
 	void			*w_freebufs;	/* a short free list */
 	unsigned int		 w_nfreebufs;
