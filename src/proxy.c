@@ -73,6 +73,8 @@ proxy_new(struct gen *g, const char *path)
 	size_t			 i, k;
 	int			 need_dns = 0;
 
+	if (conf->c_nroutes == 0)	/* conf_load refuses that already */
+		return NULL;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
 	gen_ref(g);
