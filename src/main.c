@@ -125,6 +125,7 @@ main(int argc, char *argv[])
 	struct conf	*conf;
 	struct proxy	*p = NULL;
 	struct sandbox	 sb;
+	sigset_t	 held;
 	char		 err[512], state[256];
 	const char	*path = CONF_DEFAULT_PATH;
 	const char	*pem = NULL, *route = NULL;
@@ -211,6 +212,16 @@ main(int argc, char *argv[])
 
 	/* Writes to a closed peer are errors to handle, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * From the first bound socket until the loop handles them, a stop
+	 * or reload request waits (proxy_run unblocks it), so that it gets
+	 * a clean drain, never the default action.
+	 */
+	sigemptyset(&held);
+	sigaddset(&held, SIGTERM);
+	sigaddset(&held, SIGINT);
+	sigaddset(&held, SIGHUP);
+	sigprocmask(SIG_BLOCK, &held, NULL);
 	if (evthread_use_pthreads() == -1) {
 		log_errorx("libevent has no thread support");
 		goto out;

@@ -624,6 +624,11 @@ proxy_run(struct proxy *p)
 		if (sig[i] == NULL || evsignal_add(sig[i], NULL) == -1)
 			goto out;
 	}
+	/* Handled from here on: what main() held back may arrive now. */
+	sigemptyset(&late);
+	for (i = 0; i < 3; i++)
+		sigaddset(&late, signos[i]);
+	sigprocmask(SIG_UNBLOCK, &late, NULL);
 	if (ri > 0) {
 		tv.tv_sec = (time_t)ri;
 		tv.tv_usec = (suseconds_t)((ri - (double)tv.tv_sec) * 1e6);
@@ -658,9 +663,6 @@ proxy_run(struct proxy *p)
 	for (k = 0; k < started; k++)
 		pthread_join(p->p_workers[k].w_thread, NULL);
 	/* A late signal must not kill the clean exit half-way. */
-	sigemptyset(&late);
-	for (i = 0; i < 3; i++)
-		sigaddset(&late, signos[i]);
 	sigprocmask(SIG_BLOCK, &late, NULL);
 	if (rc == 0)
 		log_info("stopped");
