@@ -47,6 +47,7 @@ static void	proxy_drain_timeout(evutil_socket_t, short, void *);
 static void	proxy_workers_done(evutil_socket_t, short, void *);
 static void	proxy_reload_tick(evutil_socket_t, short, void *);
 static void	proxy_unlisten(evutil_socket_t, short, void *);
+static void	proxy_close_listeners(struct proxy *);
 static void	*proxy_worker_main(void *);
 static int	proxy_listen_one(const struct route *, int, int);
 
@@ -568,27 +569,37 @@ proxy_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	proxy_wake_all(p);
 }
 
+/* Closes every listening socket once; shared unix ones are in each row. */
+static void
+proxy_close_listeners(struct proxy *p)
+{
+	size_t	i, k, nw = p->p_nworkers;
+	int	lfd;
+
+	for (i = 0; p->p_fds != NULL && i < p->p_nroutes; i++) {
+		for (k = 0; k < nw; k++) {
+			lfd = p->p_fds[i * nw + k];
+			if (lfd != -1 && (k == 0 || lfd != p->p_fds[i * nw]))
+				close(lfd);
+		}
+		for (k = 0; k < nw; k++)
+			p->p_fds[i * nw + k] = -1;
+	}
+}
+
 /* Every worker has stopped watching the listeners: close them. */
 static void
 proxy_unlisten(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy	*p = arg;
-	size_t		 i, k, nw = p->p_nworkers;
-	int		 lfd;
+	size_t		 i, k;
 
 	(void)fd;
 	(void)what;
-	for (i = 0; i < p->p_nroutes; i++) {
-		for (k = 0; k < nw; k++) {
-			lfd = p->p_fds[i * nw + k];
-			/* Shared unix sockets appear once per worker. */
-			if (lfd != -1 && (k == 0 || lfd != p->p_fds[i * nw]))
-				close(lfd);
+	proxy_close_listeners(p);
+	for (k = 0; k < p->p_nworkers; k++)
+		for (i = 0; i < p->p_nroutes; i++)
 			p->p_workers[k].w_listeners[i].l_fd = -1;
-		}
-		for (k = 0; k < nw; k++)
-			p->p_fds[i * nw + k] = -1;
-	}
 	log_info("listeners closed: new connections are refused");
 }
 
@@ -723,14 +734,7 @@ proxy_free(struct proxy *p)
 		gen_unref(w->w_gen);
 		pthread_mutex_destroy(&w->w_mtx);
 	}
-	for (i = 0; p->p_fds != NULL && i < p->p_nroutes; i++)
-		for (k = 0; k < nw; k++) {
-			/* Shared unix sockets appear once per worker. */
-			if (p->p_fds[i * nw + k] != -1 &&
-			    (k == 0 || p->p_fds[i * nw + k] !=
-			    p->p_fds[i * nw]))
-				close(p->p_fds[i * nw + k]);
-		}
+	proxy_close_listeners(p);
 	free(p->p_fds);
 	free(p->p_workers);
 	if (p->p_base != NULL)

@@ -208,7 +208,7 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
     struct event *kick, int *which)
 {
 	ssize_t		 n;
-	int		 budget = FLOW_BUDGET, drained = 0;
+	int		 budget = FLOW_BUDGET, drained = 0, moved = 0;
 
 	f->f_src->e_rd_want = WANT_NOTHING;
 	f->f_dst->e_wr_want = WANT_NOTHING;
@@ -224,7 +224,7 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 			f->f_off += (size_t)n;
 			f->f_len -= (size_t)n;
 			f->f_bytes += (uint64_t)n;
-			clock_gettime(CLOCK_MONOTONIC, last);
+			moved = 1;
 			continue;
 		}
 		if (f->f_src->e_eof) {
@@ -299,8 +299,11 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 		if (f->f_len == 0 && !f->f_src->e_eof)
 			break;		/* would block: e_rd_want says on what */
 		if (f->f_len > 0)
-			clock_gettime(CLOCK_MONOTONIC, last);
+			moved = 1;
 	}
+	/* One time stamp a turn is enough for the idle timeout. */
+	if (moved)
+		clock_gettime(CLOCK_MONOTONIC, last);
 	/* An idle direction holds no buffer. */
 	if (f->f_len == 0 && f->f_buf != NULL) {
 		if (w->w_nfreebufs < WORKER_FREEBUFS) {

@@ -26,17 +26,6 @@ stats_result_name(enum stats_result r)
 	return result_names[r];
 }
 
-enum stats_result
-stats_result_from_name(const char *name)
-{
-	int	i;
-
-	for (i = 0; i < RESULT__COUNT; i++)
-		if (strcmp(result_names[i], name) == 0)
-			return (enum stats_result)i;
-	return RESULT_ERROR;
-}
-
 int
 stats_init(struct stats *st, size_t nroutes)
 {

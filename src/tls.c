@@ -166,19 +166,18 @@ tls_judge_identity(struct tls_route *tr, X509 *leaf, struct tls_judgement *j)
 }
 
 static void
-tls_fingerprint(X509 *leaf, struct tls_judgement *j)
+tls_fingerprint(X509 *leaf, unsigned char sha[32], char hex[65])
 {
 	unsigned int	n = 0;
 	size_t		i;
 
-	if (X509_digest(leaf, EVP_sha256(), j->tj_sha256, &n) != 1 ||
-	    n != sizeof(j->tj_sha256)) {
-		memset(j->tj_sha256, 0, sizeof(j->tj_sha256));
-		strcpy(j->tj_fingerprint, "-");
+	if (X509_digest(leaf, EVP_sha256(), sha, &n) != 1 || n != 32) {
+		memset(sha, 0, 32);
+		memcpy(hex, "-", 2);
 		return;
 	}
 	for (i = 0; i < n; i++)
-		snprintf(j->tj_fingerprint + 2 * i, 3, "%02x", j->tj_sha256[i]);
+		snprintf(hex + 2 * i, 3, "%02x", sha[i]);
 }
 
 /* A fresh judgement of leaf: its fingerprint and identities; 0 if none. */
@@ -194,7 +193,7 @@ tls_judge_begin(X509 *leaf, struct tls_judgement *j)
 		    "peer sent no certificate");
 		return 0;
 	}
-	tls_fingerprint(leaf, j);
+	tls_fingerprint(leaf, j->tj_sha256, j->tj_fingerprint);
 	if (policy_identities(leaf, &j->tj_ids) == -1) {
 		j->tj_stage = STAGE_IDENTITY;
 		j->tj_reason = REASON_OTHER;
@@ -725,7 +724,7 @@ tls_route_info(const struct tls_route *tr, struct tls_info *ti)
 	X509_OBJECT		*o;
 	X509_CRL		*crl;
 	struct identities	 ids;
-	struct tls_judgement	 j;
+	unsigned char		 sha[32];
 	time_t			 next;
 	int			 i;
 
@@ -739,10 +738,7 @@ tls_route_info(const struct tls_route *tr, struct tls_info *ti)
 			policy_identities_str(&ids, ti->ti_sans,
 			    sizeof(ti->ti_sans));
 		policy_identities_free(&ids);
-		memset(&j, 0, sizeof(j));
-		tls_fingerprint(tr->tr_cert, &j);
-		memcpy(ti->ti_fingerprint, j.tj_fingerprint,
-		    sizeof(ti->ti_fingerprint));
+		tls_fingerprint(tr->tr_cert, sha, ti->ti_fingerprint);
 		ti->ti_not_after = tls_time(X509_get0_notAfter(tr->tr_cert));
 	}
 	/* The CRL that runs out first decides when verification stops. */

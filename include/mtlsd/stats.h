@@ -46,7 +46,6 @@ int	 stats_init(struct stats *st, size_t nroutes);
 void	 stats_free(struct stats *st);
 
 const char *stats_result_name(enum stats_result r);
-enum stats_result stats_result_from_name(const char *name);
 
 void	 stats_conn_open(struct stats *st, size_t route);
 /* A finished connection; reason counts only for rejections. */
