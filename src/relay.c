@@ -23,6 +23,11 @@
 #define FLOW_BUDGET		4	/* buffers a direction moves per turn */
 #define TLS_RECORD_MAX		16384	/* plaintext of one TLS record */
 #define WORKER_FREEBUFS		64
+/*
+ * libssl's read-ahead buffer once the peer is known: four full records a
+ * read(2), which also means fewer window updates to the sender.
+ */
+#define TLS_READ_BUFSZ		((size_t)4 * (TLS_RECORD_MAX + 256))
 
 static ssize_t	end_read(struct end *, char *, size_t);
 static ssize_t	end_write(struct end *, const char *, size_t);
@@ -54,6 +59,21 @@ end_arm(struct end *e, int rd, int wr)
 		event_del(&e->e_wev);
 	e->e_rarmed = rd != 0;
 	e->e_warmed = wr != 0;
+}
+
+void
+end_tls_established(struct end *e)
+{
+	SSL_set_default_read_buffer_len(e->e_ssl, TLS_READ_BUFSZ);
+}
+
+void
+end_ready(struct end *e, short what)
+{
+	if (e->e_rd_wait & what)
+		e->e_rd_wait = WANT_NOTHING;
+	if (e->e_wr_wait & what)
+		e->e_wr_wait = WANT_NOTHING;
 }
 
 void
@@ -100,7 +120,7 @@ end_read(struct end *e, char *buf, size_t len)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				e->e_rd_want = WANT_READ;
+				e->e_rd_want = e->e_rd_wait = WANT_READ;
 				return 0;
 			}
 			e->e_errno = errno;
@@ -113,10 +133,10 @@ end_read(struct end *e, char *buf, size_t len)
 		return n;
 	switch (SSL_get_error(e->e_ssl, (int)n)) {
 	case SSL_ERROR_WANT_READ:
-		e->e_rd_want = WANT_READ;
+		e->e_rd_want = e->e_rd_wait = WANT_READ;
 		return 0;
 	case SSL_ERROR_WANT_WRITE:
-		e->e_rd_want = WANT_WRITE;
+		e->e_rd_want = e->e_rd_wait = WANT_WRITE;
 		return 0;
 	case SSL_ERROR_ZERO_RETURN:
 		/* close_notify, or a bare FIN (SSL_OP_IGNORE_UNEXPECTED_EOF) */
@@ -145,7 +165,7 @@ end_write(struct end *e, const char *buf, size_t len)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				e->e_wr_want = WANT_WRITE;
+				e->e_wr_want = e->e_wr_wait = WANT_WRITE;
 				return 0;
 			}
 			e->e_errno = errno;
@@ -158,10 +178,10 @@ end_write(struct end *e, const char *buf, size_t len)
 		return n;
 	switch (SSL_get_error(e->e_ssl, (int)n)) {
 	case SSL_ERROR_WANT_READ:
-		e->e_wr_want = WANT_READ;
+		e->e_wr_want = e->e_wr_wait = WANT_READ;
 		return 0;
 	case SSL_ERROR_WANT_WRITE:
-		e->e_wr_want = WANT_WRITE;
+		e->e_wr_want = e->e_wr_wait = WANT_WRITE;
 		return 0;
 	default:
 		e->e_errno = errno;
@@ -214,6 +234,10 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 	f->f_dst->e_wr_want = WANT_NOTHING;
 	for (;;) {
 		if (f->f_len > 0) {
+			if (f->f_dst->e_wr_wait != WANT_NOTHING) {
+				f->f_dst->e_wr_want = f->f_dst->e_wr_wait;
+				break;
+			}
 			n = end_write(f->f_dst, f->f_buf + f->f_off, f->f_len);
 			if (n < 0) {
 				*which = 1;
@@ -221,6 +245,9 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 			}
 			if (n == 0)
 				break;
+			/* A short send(2): the socket buffer is full. */
+			if (f->f_dst->e_ssl == NULL && (size_t)n < f->f_len)
+				f->f_dst->e_wr_wait = WANT_WRITE;
 			f->f_off += (size_t)n;
 			f->f_len -= (size_t)n;
 			f->f_bytes += (uint64_t)n;
@@ -248,7 +275,11 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 		 * only say "would block".  Wait for the poller instead.
 		 */
 		if (drained) {
-			f->f_src->e_rd_want = WANT_READ;
+			f->f_src->e_rd_want = f->f_src->e_rd_wait = WANT_READ;
+			break;
+		}
+		if (f->f_src->e_rd_wait != WANT_NOTHING) {
+			f->f_src->e_rd_want = f->f_src->e_rd_wait;
 			break;
 		}
 		if (budget-- == 0) {

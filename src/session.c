@@ -174,7 +174,6 @@ session_io(evutil_socket_t fd, short what, void *arg)
 	socklen_t	 len = sizeof(err);
 
 	(void)fd;
-	(void)what;
 	switch (s->s_state) {
 	case SESSION_HANDSHAKE:
 		session_handshake(s);
@@ -193,6 +192,7 @@ session_io(evutil_socket_t fd, short what, void *arg)
 		session_connected(s);
 		break;
 	case SESSION_RELAYING:
+		end_ready(e, what);
 		session_relay(s);
 		break;
 	case SESSION_CLOSED:
@@ -338,6 +338,7 @@ session_handshake(struct session *s)
 			session_close(s, RESULT_IDENTITY_REJECTED, s->s_j->tj_error);
 			return;
 		}
+		end_tls_established(e);
 		end_arm(e, 0, 0);
 		if (s->s_route->r_dir == ROUTE_INBOUND) {
 			session_connect(s);

@@ -35,6 +35,13 @@ struct end {
 	unsigned int		 e_shut:1;	/* we sent FIN/close_notify */
 	enum want		 e_rd_want;
 	enum want		 e_wr_want;
+	/*
+	 * What the last read (write) that would block waited for, until
+	 * the poller says it happened: trying again before then would be
+	 * a system call that can only say "would block".
+	 */
+	enum want		 e_rd_wait;
+	enum want		 e_wr_wait;
 	int			 e_errno;
 };
 
@@ -54,6 +61,16 @@ void	 end_init(struct end *e, struct session *s, struct event_base *base,
 
 /* Waits for exactly what is asked: a level-triggered wish list. */
 void	 end_arm(struct end *e, int rd, int wr);
+
+/*
+ * The handshake is over and the peer accepted: from now on one read(2)
+ * may fetch several TLS records (before, a stranger could pin the big
+ * buffer with a partial record).
+ */
+void	 end_tls_established(struct end *e);
+
+/* The poller saw what (EV_READ, EV_WRITE) on e: clears what waited on it. */
+void	 end_ready(struct end *e, short what);
 
 /* Frees the SSL and closes the socket; abort sends a reset. */
 void	 end_close(struct end *e, int abort);
