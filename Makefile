@@ -11,7 +11,7 @@ SRCS=		addr.c conf.c conf_print.c policy.c log.c tls.c relay.c session.c proxy.c
 PKGS=		openssl libevent_core libevent_extra libevent_openssl \
 		libevent_pthreads libconfig libseccomp
 UNIT_TESTS=	test_addr test_conf test_policy test_sandbox test_log \
-		test_proxy_v2
+		test_proxy_v2 test_relay
 
 # Debian packages: to build, to test, to run the demo.
 DEB_BUILD=	gcc make pkg-config libssl-dev libevent-dev libconfig-dev \

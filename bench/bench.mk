@@ -14,7 +14,7 @@ BENCH_CFLAGS=	-std=c11 -D_GNU_SOURCE -O2 -g $(WARN) \
 		$(shell pkg-config --cflags openssl 2>/dev/null)
 BENCH_LIBS=	$(shell pkg-config --libs openssl 2>/dev/null || \
 		    echo -lssl -lcrypto)
-BENCH_DEBS=	stunnel4 haproxy nginx libnginx-mod-stream util-linux \
+BENCH_DEBS=	stunnel4 haproxy nginx libnginx-mod-stream util-linux linux-perf \
 		procps python3 openssl
 BENCH_PY?=	/usr/bin/python3
 
@@ -27,10 +27,6 @@ bench: bench-deps
 
 bench-profile: bench-deps
 	$(MAKE) all certs bench-tools
-	@command -v perf >/dev/null 2>&1 || { \
-	    echo "bench-profile: installing linux-perf"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq linux-perf; }
 	$(BENCH_PY) bench/run.py --mtlsd build/mtlsd --bin $(BENCH_BIN) \
 	    --certs certs-example/out --profile
 

@@ -34,6 +34,7 @@ import atexit
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -503,6 +504,80 @@ def measure(ctx, scen, name, r, retry=True, **kw):
     return best
 
 
+def perf_usable():
+    """perf can count the syscall tracepoint here (root, tracefs)."""
+    if not shutil.which("perf"):
+        return False
+    try:
+        p = subprocess.run(["perf", "stat", "-x,", "-e",
+                            "raw_syscalls:sys_enter", "true"],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return p.returncode == 0 and "raw_syscalls" in p.stderr and \
+        "not supported" not in p.stderr
+
+
+def run_syscalls(ctx, peers, results):
+    """
+    System calls per unit of work: one more run per scenario and proxy,
+    with perf counting the proxy's entries into the kernel over the
+    measured window.  A count does not depend on what else the machine
+    does, so it is the steadiest figure of an event loop's efficiency;
+    it is kept out of the timed runs, which it would slow a little.
+    """
+    scen = [s for s in ("handshake", "resumed", "throughput", "rr")
+            if s in ctx.scenarios]
+    if not scen or not perf_usable():
+        log("syscalls: skipped (perf cannot count raw_syscalls:sys_enter "
+            "here)")
+        return
+    for s in scen:
+        mode, conns_key, key = SCEN[s]
+        for peer in peers:
+            pid = peer.serving_pid()
+            full = prefix(ctx.load_cpu) + [
+                os.path.join(ctx.bin, "loadgen"), "-m", mode, "-p",
+                str(peer.port), "-c", str(getattr(ctx, conns_key)),
+                "-t", str(ctx.seconds), "-w", str(ctx.warmup),
+                "--cert", ctx.cert("client.crt"),
+                "--key", ctx.cert("client.key")]
+            lg = subprocess.Popen(full, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True,
+                                  preexec_fn=raise_nofile)
+            time.sleep(ctx.warmup)
+            try:
+                ps = subprocess.run(
+                    ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter",
+                     "-p", str(pid), "--", "sleep", str(ctx.seconds)],
+                    capture_output=True, text=True,
+                    timeout=ctx.seconds + 30)
+                out, _ = lg.communicate(timeout=ctx.seconds + 60)
+            except subprocess.TimeoutExpired:
+                lg.kill()
+                lg.wait()
+                log("syscalls: %s/%s timed out" % (s, peer.name))
+                continue
+            res = parse_kv(out.strip().splitlines()[-1] if out.strip()
+                           else "")
+            count = None
+            for line in ps.stderr.splitlines():
+                f = line.split(",")
+                if len(f) > 2 and "raw_syscalls" in line and \
+                        f[0].strip().isdigit():
+                    count = int(f[0])
+            work = res.get(key, 0) * ctx.seconds
+            if count is None or lg.returncode != 0 or work <= 0:
+                log("syscalls: %s/%s: no count" % (s, peer.name))
+                continue
+            per = count / work
+            results.setdefault("syscalls", {}).setdefault(s, {})[
+                peer.name] = per
+            log("syscalls: %-10s %-8s %.2f per %s" % (
+                s, peer.name, per, "MB" if key == "mbps" else
+                "request" if s == "rr" else "connection"))
+
+
 def record(results, scen, name, res):
     results.setdefault(scen, {}).setdefault(name, []).append(res)
 
@@ -733,6 +808,18 @@ def report(ctx, results, speed, mem):
                      {p: per_cpu(scen, p, key) for p in peers},
                      fmt(per_cpu(scen, ref, key)) if ref else "", 0))
 
+    # System calls per unit of work (one counted run each; see
+    # run_syscalls): below 1 is better in the ratio columns.
+    for scen, label in (
+            ("handshake", "handshake: system calls per connection"),
+            ("resumed", "resumed: system calls per connection"),
+            ("throughput", "throughput: system calls per MB"),
+            ("rr", "rr: system calls per request")):
+        sc = results.get("syscalls", {}).get(scen)
+        if sc:
+            rows.append(("sys_" + scen, label,
+                         {p: sc.get(p) for p in peers}, "", 1))
+
     head = ["scenario"] + [LABEL[p] for p in peers]
     if "mtlsd" in peers:
         head += ["mtlsd / %s" % LABEL[p] for p in others]
@@ -754,7 +841,8 @@ def report(ctx, results, speed, mem):
         print("| " + " | ".join(cells) + " |")
     print()
     print("Ratios are mtlsd / peer: above 1 is better for rates, below 1 "
-          "is better for latency and RSS.  \"no proxy\": the load generator "
+          "is better for latency, RSS and system calls.  \"no proxy\": the "
+          "load generator "
           "against bench/tlsecho, a libssl-only mTLS echo server on the "
           "proxy core (no ticket for handshake, one for resumed), and "
           "against the plaintext backend alone for rr (the floor).  \"per "
@@ -784,7 +872,7 @@ def report(ctx, results, speed, mem):
 
     problems = []
     for scen, per in results.items():
-        if scen in ("idle", "workers"):
+        if scen in ("idle", "workers", "syscalls"):
             continue
         for p, runs in per.items():
             bad = sum(1 for x in runs if x is None)
@@ -961,7 +1049,8 @@ def main():
         "BENCH_PEERS", ",".join(PEERS)).split(",") if p]
     ctx.scenarios = [s for s in os.environ.get(
         "BENCH_SCENARIOS",
-        "handshake,resumed,throughput,rr,idle,workers,ceilings").split(",")
+        "handshake,resumed,throughput,rr,syscalls,idle,workers,"
+        "ceilings").split(",")
         if s]
     ctx.hs_conns = env_int("BENCH_HS_CONNS", 32)
     ctx.rr_conns = env_int("BENCH_RR_CONNS", 16)
@@ -1045,6 +1134,8 @@ def main():
                           for p in peers + list(refs.values())),
                 ctx.backend_port))
         run_rates(ctx, peers, refs, results)
+        if "syscalls" in ctx.scenarios:
+            run_syscalls(ctx, peers, results)
         for p in peers + list(refs.values()):
             p.stop()
 
