@@ -6,7 +6,8 @@
 #   make deps       install missing Debian packages (run by test and demo)
 
 PROG=		mtlsd
-SRCS=		addr.c conf.c conf_print.c policy.c log.c tls.c relay.c session.c proxy.c \
+SRCS=		addr.c conf.c conf_print.c policy.c log.c tls.c relay.c endbio.c \
+		session.c proxy.c \
 		reload.c stats.c admin.c pp2.c sandbox.c sandbox_syscalls.c main.c
 PKGS=		openssl libevent_core libevent_extra libevent_openssl \
 		libevent_pthreads libconfig libseccomp
@@ -76,6 +77,9 @@ build/test/test_%: tests/unit/test_%.c $(LIB_TEST_OBJS)
 build/test/pp2_backend: tests/tools/pp2_backend.c include/mtlsd/proxy_v2.h
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Iinclude $(WARN) -O2 -o $@ $<
 
+build/test/keyupdate_client: tests/tools/keyupdate_client.c
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $< -lssl -lcrypto
+
 build/debug/%.o: src/%.c | build/debug
 	$(Q)$(CC) $(DBG_CFLAGS) -c -o $@ $<
 
@@ -86,7 +90,8 @@ build/rel build/test build/debug:
 	$(Q)mkdir -p $@
 
 # valgrind memcheck over most of the integration suite (~6 min).
-memcheck: build/debug/$(PROG) build/test/pp2_backend certs
+memcheck: build/debug/$(PROG) build/test/pp2_backend \
+	    build/test/keyupdate_client certs
 	bash tests/memcheck.sh build/debug/$(PROG)
 
 # ~2000 concurrent connections, SIGHUP every second; SOAK_SECONDS (180).
@@ -109,7 +114,8 @@ unit: $(UNIT_TESTS:%=build/test/%)
 	    ASAN_OPTIONS=detect_leaks=1 ./build/test/$$t || fail=1; \
 	done; exit $$fail
 
-integration: build/test/$(PROG) build/test/pp2_backend certs
+integration: build/test/$(PROG) build/test/pp2_backend \
+	    build/test/keyupdate_client certs
 	/usr/bin/python3 tests/integration/run.py --mtlsd build/test/$(PROG)
 
 packaging: build/$(PROG)
@@ -131,7 +137,8 @@ CPPCHECK_FLAGS=	--enable=warning,style,performance,portability --std=c11 \
 CPPCHECK_FLAGS+= --suppress=variableScope
 
 lint:
-	cppcheck $(CPPCHECK_FLAGS) src tests/tools/pp2_backend.c
+	cppcheck $(CPPCHECK_FLAGS) src tests/tools/pp2_backend.c \
+	    tests/tools/keyupdate_client.c
 	clang-tidy --quiet $(addprefix src/,$(SRCS)) -- -std=c11 \
 	    -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) 2>/dev/null
 	@for f in $(SRCS); do \

@@ -485,11 +485,8 @@ fuzz_one(const uint8_t *data, size_t size, int conn, struct fuzz_result *res)
 	tls_judgement_clear(&j);
 	fuzz_rand_reset(&rng_server, FUZZ_SEED_SERVER + (uint64_t)conn);
 	ERR_clear_error();
-	/*
-	 * tls_ssl_new() wants a socket; give it none and swap in memory
-	 * BIOs, which keeps its judgement ex_data (see the README).
-	 */
-	if ((ssl = tls_ssl_new(fuzz_tr, -1, &j)) == NULL)
+	/* tls_ssl_new() leaves the transport to us: memory BIOs. */
+	if ((ssl = tls_ssl_new(fuzz_tr, &j)) == NULL)
 		fuzz_die("tls_ssl_new");
 	if ((rbio = BIO_new_mem_buf(data, (int)size)) == NULL ||
 	    (wbio = BIO_new(BIO_s_null())) == NULL)
@@ -640,7 +637,7 @@ fuzz_record_conn(SSL_CTX *cctx, SSL_SESSION *resume, int conn, BIO *rec)
 		SSL_set_session(l.c, resume);
 
 	fuzz_rand_reset(&rng_server, FUZZ_SEED_SERVER + (uint64_t)conn);
-	if ((l.s = tls_ssl_new(fuzz_tr, -1, &j)) == NULL ||
+	if ((l.s = tls_ssl_new(fuzz_tr, &j)) == NULL ||
 	    (l.s_in = BIO_new(BIO_s_mem())) == NULL ||
 	    (l.s_out = BIO_new(BIO_s_mem())) == NULL)
 		fuzz_die("server SSL");

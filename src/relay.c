@@ -87,9 +87,10 @@ end_close(struct end *e, int abort)
 		e->e_evset = 0;
 	}
 	if (e->e_ssl != NULL) {
-		SSL_free(e->e_ssl);	/* does not own the fd: SSL_set_fd */
+		SSL_free(e->e_ssl);	/* and its BIO, which does not own the fd */
 		e->e_ssl = NULL;
 	}
+	end_queue_free(e);
 	if (e->e_fd != -1) {
 		/* A reset tells the other side it did not see a clean end. */
 		if (abort)
@@ -200,20 +201,26 @@ end_shutdown(struct end *e)
 
 	e->e_wr_want = WANT_NOTHING;
 	if (e->e_ssl != NULL) {
-		ERR_clear_error();
-		if ((r = SSL_shutdown(e->e_ssl)) < 0) {
-			switch (SSL_get_error(e->e_ssl, r)) {
-			case SSL_ERROR_WANT_WRITE:
-				e->e_wr_want = WANT_WRITE;
-				return 0;
-			case SSL_ERROR_WANT_READ:
-				e->e_wr_want = WANT_READ;
-				return 0;
-			default:
-				ERR_clear_error();
-				return -1;
+		if (!e->e_notified) {
+			ERR_clear_error();
+			if ((r = SSL_shutdown(e->e_ssl)) < 0) {
+				switch (SSL_get_error(e->e_ssl, r)) {
+				case SSL_ERROR_WANT_WRITE:
+					e->e_wr_want = WANT_WRITE;
+					return 0;
+				case SSL_ERROR_WANT_READ:
+					e->e_wr_want = WANT_READ;
+					return 0;
+				default:
+					ERR_clear_error();
+					return -1;
+				}
 			}
+			e->e_notified = 1;
 		}
+		/* The close_notify, and all before it, go before the FIN. */
+		if ((r = end_flush(e)) != 1)
+			return r;
 	}
 	if (shutdown(e->e_fd, SHUT_WR) == -1 && errno != ENOTCONN) {
 		e->e_errno = errno;
@@ -233,9 +240,19 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 	f->f_src->e_rd_want = WANT_NOTHING;
 	f->f_dst->e_wr_want = WANT_NOTHING;
 	for (;;) {
+		if (f->f_dst->e_wr_wait != WANT_NOTHING &&
+		    (f->f_len > 0 || f->f_src->e_eof)) {
+			f->f_dst->e_wr_want = f->f_dst->e_wr_wait;
+			break;
+		}
 		if (f->f_len > 0) {
-			if (f->f_dst->e_wr_wait != WANT_NOTHING) {
-				f->f_dst->e_wr_want = f->f_dst->e_wr_wait;
+			/* What libssl already wrote goes first. */
+			if (f->f_dst->e_olen > 0 &&
+			    (n = end_flush(f->f_dst)) != 1) {
+				if (n == -1) {
+					*which = 1;
+					return -1;
+				}
 				break;
 			}
 			n = end_write(f->f_dst, f->f_buf + f->f_off, f->f_len);
@@ -275,7 +292,9 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 		 * only say "would block".  Wait for the poller instead.
 		 */
 		if (drained) {
-			f->f_src->e_rd_want = f->f_src->e_rd_wait = WANT_READ;
+			if (f->f_src->e_rd_wait == WANT_NOTHING)
+				f->f_src->e_rd_wait = WANT_READ;
+			f->f_src->e_rd_want = f->f_src->e_rd_wait;
 			break;
 		}
 		if (f->f_src->e_rd_wait != WANT_NOTHING) {

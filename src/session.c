@@ -137,6 +137,17 @@ session_relay(struct session *s)
 	int		 which = 0;
 	char		 why[512], tlserr[256];
 
+	/* What libssl wrote by itself (a key update, say) goes out first. */
+	if (d->e_olen > 0 && d->e_wr_wait == WANT_NOTHING &&
+	    end_flush(d) == -1) {
+		bad = d;
+		goto fail;
+	}
+	if (u->e_olen > 0 && u->e_wr_wait == WANT_NOTHING &&
+	    end_flush(u) == -1) {
+		bad = u;
+		goto fail;
+	}
 	if (flow_run(&s->s_in, s->s_w, &s->s_last, &s->s_kick, &which) == -1) {
 		bad = which ? u : d;
 		goto fail;
@@ -150,9 +161,11 @@ session_relay(struct session *s)
 		return;
 	}
 	end_arm(d, d->e_rd_want == WANT_READ || d->e_wr_want == WANT_READ,
-	    d->e_rd_want == WANT_WRITE || d->e_wr_want == WANT_WRITE);
+	    d->e_rd_want == WANT_WRITE || d->e_wr_want == WANT_WRITE ||
+	    d->e_olen > 0);
 	end_arm(u, u->e_rd_want == WANT_READ || u->e_wr_want == WANT_READ,
-	    u->e_rd_want == WANT_WRITE || u->e_wr_want == WANT_WRITE);
+	    u->e_rd_want == WANT_WRITE || u->e_wr_want == WANT_WRITE ||
+	    u->e_olen > 0);
 	return;
 
 fail:
@@ -174,6 +187,7 @@ session_io(evutil_socket_t fd, short what, void *arg)
 	socklen_t	 len = sizeof(err);
 
 	(void)fd;
+	end_ready(e, what);
 	switch (s->s_state) {
 	case SESSION_HANDSHAKE:
 		session_handshake(s);
@@ -192,7 +206,6 @@ session_io(evutil_socket_t fd, short what, void *arg)
 		session_connected(s);
 		break;
 	case SESSION_RELAYING:
-		end_ready(e, what);
 		session_relay(s);
 		break;
 	case SESSION_CLOSED:
@@ -309,7 +322,8 @@ session_accept(struct listener *l, int fd, const struct sockaddr *sa,
 		return;
 	}
 	s->s_tlsend = &s->s_down;
-	if ((s->s_down.e_ssl = tls_ssl_new(s->s_tls, fd, s->s_j)) == NULL) {
+	if ((s->s_down.e_ssl = tls_ssl_new(s->s_tls, s->s_j)) == NULL ||
+	    end_tls_attach(&s->s_down) == -1) {
 		session_close(s, RESULT_HANDSHAKE_FAILED, "cannot create TLS state");
 		return;
 	}
@@ -327,6 +341,13 @@ session_handshake(struct session *s)
 	char			 errs[512];
 	int			 r;
 
+	/* A flight the socket did not take at once goes before all else. */
+	if (e->e_olen > 0 && end_flush(e) == -1) {
+		snprintf(errs, sizeof(errs), "TLS handshake: %s",
+		    strerror(e->e_errno));
+		session_close(s, RESULT_HANDSHAKE_FAILED, errs);
+		return;
+	}
 	ERR_clear_error();
 	if ((r = SSL_do_handshake(e->e_ssl)) == 1) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -353,7 +374,7 @@ session_handshake(struct session *s)
 	}
 	switch (SSL_get_error(e->e_ssl, r)) {
 	case SSL_ERROR_WANT_READ:
-		end_arm(e, 1, 0);
+		end_arm(e, 1, e->e_olen > 0);
 		return;
 	case SSL_ERROR_WANT_WRITE:
 		end_arm(e, 0, 1);
@@ -495,8 +516,8 @@ session_connected(struct session *s)
 	evtimer_del(&s->s_timer);
 	if (s->s_route->r_dir == ROUTE_OUTBOUND) {
 		s->s_tlsend = &s->s_up;
-		if ((s->s_up.e_ssl = tls_ssl_new(s->s_tls, s->s_up.e_fd,
-		    s->s_j)) == NULL) {
+		if ((s->s_up.e_ssl = tls_ssl_new(s->s_tls, s->s_j)) == NULL ||
+		    end_tls_attach(&s->s_up) == -1) {
 			session_close(s, RESULT_HANDSHAKE_FAILED,
 			    "cannot create TLS state");
 			return;

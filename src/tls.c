@@ -514,7 +514,7 @@ tls_route_free(struct tls_route *tr)
 }
 
 SSL *
-tls_ssl_new(struct tls_route *tr, int fd, struct tls_judgement *j)
+tls_ssl_new(struct tls_route *tr, struct tls_judgement *j)
 {
 	const struct route	*r = tr->tr_route;
 	SSL			*ssl;
@@ -522,8 +522,7 @@ tls_ssl_new(struct tls_route *tr, int fd, struct tls_judgement *j)
 
 	if ((ssl = SSL_new(tr->tr_ctx)) == NULL)
 		return NULL;
-	if (SSL_set_fd(ssl, fd) != 1 ||
-	    SSL_set_ex_data(ssl, tls_ssl_idx, j) != 1) {
+	if (SSL_set_ex_data(ssl, tls_ssl_idx, j) != 1) {
 		SSL_free(ssl);
 		return NULL;
 	}

@@ -33,6 +33,7 @@ struct end {
 	unsigned int		 e_evset:1;
 	unsigned int		 e_eof:1;	/* nothing more to read */
 	unsigned int		 e_shut:1;	/* we sent FIN/close_notify */
+	unsigned int		 e_notified:1;	/* libssl has our close_notify */
 	enum want		 e_rd_want;
 	enum want		 e_wr_want;
 	/*
@@ -43,6 +44,11 @@ struct end {
 	enum want		 e_rd_wait;
 	enum want		 e_wr_wait;
 	int			 e_errno;
+	/* TLS ends: bytes libssl wrote that the socket has not taken yet. */
+	char			*e_obuf;
+	size_t			 e_ooff;
+	size_t			 e_olen;
+	size_t			 e_ocap;
 };
 
 /* One direction of the relay: src -> buf -> dst. */
@@ -61,6 +67,23 @@ void	 end_init(struct end *e, struct session *s, struct event_base *base,
 
 /* Waits for exactly what is asked: a level-triggered wish list. */
 void	 end_arm(struct end *e, int rd, int wr);
+
+/*
+ * Puts e_ssl on e's socket through the end's own BIO (endbio.c): libssl
+ * reads from the socket, and its writes never have to be retried (what
+ * the socket does not take waits in e_obuf).  Returns -1 on failure.
+ */
+int	 end_tls_attach(struct end *e);
+
+/*
+ * Sends what waits in e's queue.  Returns 1 when it is empty, 0 when the
+ * socket is full (e_wr_want and e_wr_wait say WANT_WRITE), -1 on error
+ * (e_errno set).
+ */
+int	 end_flush(struct end *e);
+
+/* Drops what waits in e's queue (the end is going away). */
+void	 end_queue_free(struct end *e);
 
 /*
  * The handshake is over and the peer accepted: from now on one read(2)

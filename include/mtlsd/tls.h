@@ -85,8 +85,11 @@ void	 tls_route_free(struct tls_route *tr);
 int	 tls_route_check_own(const struct tls_route *tr, char *err,
 	    size_t errlen);
 
-/* A new SSL for one connection; j receives the verdict of its handshake. */
-SSL	*tls_ssl_new(struct tls_route *tr, int fd, struct tls_judgement *j);
+/*
+ * A new SSL for one connection, with no transport yet (the caller sets
+ * its BIOs); j receives the verdict of its handshake.
+ */
+SSL	*tls_ssl_new(struct tls_route *tr, struct tls_judgement *j);
 
 /* The judgement is gone: a late verify step must fail, not touch it. */
 void	 tls_ssl_forget(SSL *ssl);

@@ -1,8 +1,12 @@
 """TLS versions, and real clients: openssl s_client and curl."""
+import hashlib
+import os
 import ssl
+import subprocess
 
-from harness import (assert_echo, assert_rejected, check, parse_line,
-                     server_tls, start_inbound, try_client)
+import harness
+from harness import (Skip, assert_echo, assert_rejected, check, parse_line,
+                     random_bytes, server_tls, start_inbound, try_client)
 
 
 def test_tls11_refused_by_server(env):
@@ -113,6 +117,44 @@ def test_tls13_key_update(env):
     out, err = env.s_client_script(port, [b"before\n", b"K\n", b"after\n"])
     check("KEYUPDATE" in err, "s_client sent no KeyUpdate: %s" % err[-300:])
     check(out == b"before\nafter\n", "echo around a KeyUpdate: %r" % out)
+
+
+def keyupdate_client_binary():
+    for p in (os.path.join(os.path.dirname(os.path.abspath(harness.MTLSD)),
+                           "keyupdate_client"),
+              os.path.join(harness.REPO, "build", "test",
+                           "keyupdate_client")):
+        if os.access(p, os.X_OK):
+            return p
+    raise Skip("no keyupdate_client: make build/test/keyupdate_client")
+
+
+def test_tls13_key_update_while_our_writes_wait(env):
+    # The client lets 4 MiB pile up behind a 4 KiB window, so mtlsd's
+    # writes to it wait; then, 20 times, it reads a little and asks for a
+    # KeyUpdate.  mtlsd's answer must queue behind the waiting data
+    # (OpenSSL 3.0 left to itself fails such a connection: "bad length"),
+    # and every byte arrive, both ways.
+    tool = keyupdate_client_binary()
+    down = random_bytes(4 * 1024 * 1024)
+    backend = env.sink_source(down)
+    m, port = start_inbound(env, target=backend.addr)
+    p = subprocess.run([tool, str(port), harness.CERTS, "20"],
+                       capture_output=True, text=True, timeout=90)
+    check(p.returncode == 0, "client failed (%d): %s" % (
+        p.returncode, p.stderr[-400:]))
+    want = "bytes=%d sha256=%s" % (len(down),
+                                   hashlib.sha256(down).hexdigest())
+    check(p.stdout.strip() == want, "client got %r, want %r" % (
+        p.stdout.strip()[:120], want[:40]))
+    got = backend.wait_results(1, timeout=20)[0]
+    check(got["len"] == 80 and
+          got["sha256"] == hashlib.sha256(b"ping" * 20).hexdigest(),
+          "the bytes after the KeyUpdates did not reach the target: %r"
+          % got)
+    line = m.wait_log(r"result=\w+", timeout=10)[0]
+    check(parse_line(line).get("result") == "ok",
+          "the session did not end well: %s" % line)
 
 
 def test_tls12_renegotiation_refused(env):
