@@ -994,16 +994,28 @@ def report(ctx, results, speed, mem):
         w2 = median_of(results["workers"].get(2, []), "rate")
         lc = median_of(results["workers"].get(2, []), "cpu")
         sc = median_of(results["workers"].get(2, []), "cpu_watch")
+        def eff(k):
+            """Handshakes per second of mtlsd's own CPU time, median."""
+            v = [x["rate"] / x["cpu_watch"]
+                 for x in results["workers"].get(k, [])
+                 if x and x.get("cpu_watch", 0) > 0.05]
+            return statistics.median(v) if v else None
+        e1, e2 = eff(1), eff(2)
         print()
         print("Workers: mtlsd full handshakes/s with the proxy, the load "
               "and the backend all on CPUs %s,%s (%d concurrent "
               "connections): workers = 1: %s, workers = 2: %s, ratio %s.  "
               "At workers = 2 mtlsd used %d%% and the load generator %d%% "
               "of a core: the load competes with the proxy for the same "
-              "two cores." % (
+              "two cores.  What a second worker costs per handshake "
+              "shows in the rate per mtlsd CPU-second: %s with 1 worker, "
+              "%s with 2 (%s; at 1.00x a second worker would cost "
+              "nothing extra, and N workers on N free cores would do N "
+              "times the work)." % (
                   ctx.proxy_cpu, ctx.load_cpu, ctx.hs_conns * 2, fmt(w1),
                   fmt(w2), "%.2fx" % (w2 / w1) if w1 and w2 else "n/a",
-                  100 * (sc or 0), 100 * (lc or 0)))
+                  100 * (sc or 0), 100 * (lc or 0), fmt(e1), fmt(e2),
+                  "%.2fx" % (e2 / e1) if e1 and e2 else "n/a"))
 
     if "mtlsd" in peers and others:
         print()
