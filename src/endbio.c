@@ -7,9 +7,10 @@
  * retry state is fragile: a TLS 1.3 KeyUpdate that must be answered while
  * an application write is pending makes OpenSSL 3.0 fail the connection
  * ("bad length").  The queue holds little: the relay writes no more
- * application data to an end until its queue has drained, so it is at
- * most one record plus what libssl adds by itself (alerts, tickets, key
- * updates).
+ * application data to an end until its queue has drained (one record at
+ * most), and stops reading an end whose queue passes END_QUEUE_READ_MAX,
+ * so a peer that asks for key updates without reading the answers cannot
+ * grow it either.
  */
 #include <sys/socket.h>
 #include <sys/types.h>

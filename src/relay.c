@@ -301,6 +301,15 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 			f->f_src->e_rd_want = f->f_src->e_rd_wait;
 			break;
 		}
+		/*
+		 * A peer that makes libssl answer (key updates) but reads no
+		 * answer is not read either, until it does: its queue stays
+		 * bounded.  Data alone never gets here (one record at most).
+		 */
+		if (f->f_src->e_olen > END_QUEUE_READ_MAX) {
+			f->f_src->e_rd_want = WANT_WRITE;
+			break;
+		}
 		if (budget-- == 0) {
 			event_active(kick, EV_TIMEOUT, 0);
 			break;
@@ -321,7 +330,8 @@ flow_run(struct flow *f, struct worker *w, struct timespec *last,
 		 * so that the other side gets one write for all of them.
 		 */
 		f->f_off = 0;
-		while (f->f_len < PROXY_BUFSZ) {
+		while (f->f_len < PROXY_BUFSZ &&
+		    f->f_src->e_olen <= END_QUEUE_READ_MAX) {
 			n = end_read(f->f_src, f->f_buf + f->f_len,
 			    PROXY_BUFSZ - f->f_len);
 			if (n == -1) {

@@ -345,7 +345,8 @@ session_handshake(struct session *s)
 	if (e->e_olen > 0 && end_flush(e) == -1) {
 		snprintf(errs, sizeof(errs), "TLS handshake: %s",
 		    strerror(e->e_errno));
-		session_close(s, RESULT_HANDSHAKE_FAILED, errs);
+		tls_handshake_failed(e->e_ssl, s->s_j, errs);
+		session_close(s, RESULT_HANDSHAKE_FAILED, s->s_j->tj_error);
 		return;
 	}
 	ERR_clear_error();

@@ -61,6 +61,14 @@ struct flow {
 	uint64_t		 f_bytes;
 };
 
+/*
+ * A TLS end whose queue holds more than this is not read until it has
+ * drained: the relay queues at most one record of data on an end, so
+ * only a peer that asks libssl for answers (key updates) without reading
+ * them gets there.
+ */
+#define END_QUEUE_READ_MAX	((size_t)32 * 1024)
+
 /* Sets up e's two events on fd; cb gets e as its argument. */
 void	 end_init(struct end *e, struct session *s, struct event_base *base,
 	    int fd, event_callback_fn cb);

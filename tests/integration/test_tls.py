@@ -157,6 +157,31 @@ def test_tls13_key_update_while_our_writes_wait(env):
           "the session did not end well: %s" % line)
 
 
+def test_tls13_key_update_flood_is_not_queued_without_end(env):
+    # A client that never reads and keeps asking for KeyUpdates makes
+    # libssl queue an answer each time.  mtlsd must stop reading it once
+    # its queue passes 32 KiB, not let the queue grow (to the 1 MiB cap,
+    # which would end the session): the client's writes end up waiting,
+    # and the session is still there.
+    tool = keyupdate_client_binary()
+    sink = env.sink()
+    m, port = start_inbound(env, target=sink.addr)
+    p = subprocess.run([tool, str(port), harness.CERTS, "flood", "2000000"],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0 and p.stdout.startswith("blocked="),
+          "mtlsd did not stop reading the flooding client (%d): %s %s" % (
+              p.returncode, p.stdout.strip(), p.stderr[-300:]))
+    # The client has gone (its unread data makes its close a reset):
+    # that, not mtlsd, must be what ended the session.
+    line = m.wait_log(r"result=\w+", timeout=10)[0]
+    d = parse_line(line)
+    check("reset" in str(d.get("reason")) and
+          "buffer" not in str(d.get("reason")),
+          "the session ended for another reason: %s" % line)
+    check(int(d.get("bytes_in", 0)) < 1024 * 1024,
+          "mtlsd went on reading the flood: %s" % line)
+
+
 def test_tls12_renegotiation_refused(env):
     echo = env.echo()
     m, port = start_inbound(env, target=echo.addr)

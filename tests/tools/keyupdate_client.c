@@ -10,8 +10,17 @@
  *
  * Prints "bytes=N sha256=HEX" and exits 0 when the server ended the
  * stream with close_notify; 1 on any TLS or socket failure (a socket
- * quiet for 15 seconds is one), 2 on usage.  A test tool: plain blocking
- * code, every wait bounded.
+ * quiet for 15 seconds is one), 2 on usage.
+ *
+ *	keyupdate_client PORT CERTDIR flood MAX
+ *
+ * The abuse: never reads, and sends up to MAX times KeyUpdate(requested)
+ * plus one byte (the byte keeps OpenSSL from refusing a run of key
+ * updates), each making the server queue an answer.  Prints "blocked=K"
+ * when a write has waited a second (the server stopped reading us) or
+ * "sent=MAX", and exits 0; 1 when the connection fails.
+ *
+ * A test tool: plain blocking code, every wait bounded.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -50,11 +59,15 @@ main(int argc, char **argv)
 	char			 path[512];
 	unsigned int		 dlen, i;
 	unsigned long long	 total = 0;
-	int			 fd, r, rcv = 4096, rounds, k;
+	int			 fd, r, rcv = 4096, sndbuf = 16384, rounds, k;
+	int			 flood;
 
 	if (argc < 3)
 		return 2;
-	rounds = argc > 3 ? atoi(argv[3]) : 20;
+	flood = argc > 4 && strcmp(argv[3], "flood") == 0;
+	rounds = argc > 3 ? atoi(argv[flood ? 4 : 3]) : 20;
+	if (flood)
+		tv.tv_sec = 1;
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		return fail("SSL_CTX_new");
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
@@ -69,6 +82,9 @@ main(int argc, char **argv)
 		return fail("socket");
 	/* Before connect, so that the window the server sees is small. */
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	if (flood)	/* a server that stops reading shows at once */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+		    sizeof(sndbuf));
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	memset(&sin, 0, sizeof(sin));
@@ -82,6 +98,21 @@ main(int argc, char **argv)
 	if (SSL_connect(ssl) != 1)
 		return fail("handshake");
 
+	if (flood) {
+		for (k = 0; k < rounds; k++) {
+			if (SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1)
+				return fail("SSL_key_update");
+			if ((r = SSL_write(ssl, "x", 1)) == 1)
+				continue;
+			if (SSL_get_error(ssl, r) == SSL_ERROR_WANT_WRITE) {
+				printf("blocked=%d\n", k);	/* SO_SNDTIMEO */
+				return 0;
+			}
+			return fail("write in the flood");
+		}
+		printf("sent=%d\n", k);
+		return 0;
+	}
 	if ((md = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
 		return fail("sha256");
