@@ -185,18 +185,8 @@ end_flush(struct end *e)
 	ssize_t	n;
 
 	while (e->e_olen > 0) {
-		n = send(e->e_fd, e->e_obuf + e->e_ooff, e->e_olen,
-		    MSG_NOSIGNAL);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				e->e_wr_want = e->e_wr_wait = WANT_WRITE;
-				return 0;
-			}
-			e->e_errno = errno;
-			return -1;
-		}
+		if ((n = end_send(e, e->e_obuf + e->e_ooff, e->e_olen)) <= 0)
+			return (int)n;
 		e->e_ooff += (size_t)n;
 		e->e_olen -= (size_t)n;
 	}

@@ -151,6 +151,26 @@ end_read(struct end *e, char *buf, size_t len)
 	}
 }
 
+ssize_t
+end_send(struct end *e, const char *buf, size_t len)
+{
+	ssize_t	n;
+
+	for (;;) {
+		n = send(e->e_fd, buf, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			e->e_wr_want = e->e_wr_wait = WANT_WRITE;
+			return 0;
+		}
+		e->e_errno = errno;
+		return -1;
+	}
+}
+
 /* As end_read, for writing; never returns -2. */
 static ssize_t
 end_write(struct end *e, const char *buf, size_t len)
@@ -158,21 +178,8 @@ end_write(struct end *e, const char *buf, size_t len)
 	ssize_t	n;
 
 	e->e_wr_want = WANT_NOTHING;
-	if (e->e_ssl == NULL) {
-		for (;;) {
-			n = send(e->e_fd, buf, len, MSG_NOSIGNAL);
-			if (n >= 0)
-				return n;
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				e->e_wr_want = e->e_wr_wait = WANT_WRITE;
-				return 0;
-			}
-			e->e_errno = errno;
-			return -1;
-		}
-	}
+	if (e->e_ssl == NULL)
+		return end_send(e, buf, len);
 	ERR_clear_error();
 	n = SSL_write(e->e_ssl, buf, (int)len);
 	if (n > 0)

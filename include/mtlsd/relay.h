@@ -4,6 +4,8 @@
 #ifndef MTLSD_RELAY_H
 #define MTLSD_RELAY_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -82,6 +84,13 @@ void	 end_arm(struct end *e, int rd, int wr);
  * the socket does not take waits in e_obuf).  Returns -1 on failure.
  */
 int	 end_tls_attach(struct end *e);
+
+/*
+ * One send(2) of buf on e's socket.  Returns bytes sent, 0 when the
+ * socket is full (e_wr_want and e_wr_wait say WANT_WRITE), -1 on error
+ * (e_errno set).  len must not be 0.
+ */
+ssize_t	 end_send(struct end *e, const char *buf, size_t len);
 
 /*
  * Sends what waits in e's queue.  Returns 1 when it is empty, 0 when the

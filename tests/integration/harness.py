@@ -47,6 +47,15 @@ class Skip(Exception):
     """Raised by a test that cannot run here (e.g. no IPv6)."""
 
 
+def tool_binary(name):
+    """A test tool from tests/tools, built beside the binary under test."""
+    for p in (os.path.join(os.path.dirname(os.path.abspath(MTLSD)), name),
+              os.path.join(REPO, "build", "test", name)):
+        if os.access(p, os.X_OK):
+            return p
+    raise Skip("no %s: make build/test/%s" % (name, name))
+
+
 class Timeout(AssertionError):
     pass
 

@@ -722,22 +722,13 @@ def test_metrics_strict_parse_and_counters(env):
 
 # ------------------------------------------- PROXY v2 to the example backend
 
-def pp2_backend_binary():
-    for p in (os.path.join(os.path.dirname(os.path.abspath(harness.MTLSD)),
-                           "pp2_backend"),
-              os.path.join(harness.REPO, "build", "test", "pp2_backend")):
-        if os.access(p, os.X_OK):
-            return p
-    raise Skip("no pp2_backend: make build/test/pp2_backend")
-
-
 class Pp2Backend:
     """tests/tools/pp2_backend as a process, stopped by its PID."""
 
     def __init__(self, env):
         self.errpath = env.path("pp2_backend.err")
         self._err = open(self.errpath, "wb")
-        self.proc = subprocess.Popen([pp2_backend_binary(), "0"],
+        self.proc = subprocess.Popen([harness.tool_binary("pp2_backend"), "0"],
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
                                      stderr=self._err)

@@ -5,7 +5,7 @@ import ssl
 import subprocess
 
 import harness
-from harness import (Skip, assert_echo, assert_rejected, check, parse_line,
+from harness import (assert_echo, assert_rejected, check, parse_line,
                      random_bytes, server_tls, start_inbound, try_client)
 
 
@@ -119,23 +119,13 @@ def test_tls13_key_update(env):
     check(out == b"before\nafter\n", "echo around a KeyUpdate: %r" % out)
 
 
-def keyupdate_client_binary():
-    for p in (os.path.join(os.path.dirname(os.path.abspath(harness.MTLSD)),
-                           "keyupdate_client"),
-              os.path.join(harness.REPO, "build", "test",
-                           "keyupdate_client")):
-        if os.access(p, os.X_OK):
-            return p
-    raise Skip("no keyupdate_client: make build/test/keyupdate_client")
-
-
 def test_tls13_key_update_while_our_writes_wait(env):
     # The client lets 4 MiB pile up behind a 4 KiB window, so mtlsd's
     # writes to it wait; then, 20 times, it reads a little and asks for a
     # KeyUpdate.  mtlsd's answer must queue behind the waiting data
     # (OpenSSL 3.0 left to itself fails such a connection: "bad length"),
     # and every byte arrive, both ways.
-    tool = keyupdate_client_binary()
+    tool = harness.tool_binary("keyupdate_client")
     down = random_bytes(4 * 1024 * 1024)
     backend = env.sink_source(down)
     m, port = start_inbound(env, target=backend.addr)
@@ -163,7 +153,7 @@ def test_tls13_key_update_flood_is_not_queued_without_end(env):
     # its queue passes 32 KiB, not let the queue grow (to the 1 MiB cap,
     # which would end the session): the client's writes end up waiting,
     # and the session is still there.
-    tool = keyupdate_client_binary()
+    tool = harness.tool_binary("keyupdate_client")
     sink = env.sink()
     m, port = start_inbound(env, target=sink.addr)
     p = subprocess.run([tool, str(port), harness.CERTS, "flood", "2000000"],
